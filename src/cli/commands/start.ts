@@ -1,0 +1,46 @@
+/** `mcp-warden start [--config FILE]`: runs the gateway until SIGINT / SIGTERM. */
+import { parseArgs } from 'node:util';
+import { ConfigError, defaultConfig, loadConfigFile } from '../../config/load.ts';
+import type { WardenConfig } from '../../config/schema.ts';
+import { startGateway } from '../../gateway.ts';
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c' }, port: { type: 'string' } },
+    strict: true,
+  });
+  let config: WardenConfig;
+  try {
+    config = values.config ? loadConfigFile(values.config) : defaultConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(
+        `${err.message}\n\nRun "mcp-warden config check FILE" after fixing; keys are documented in docs/configuration.md.\n`,
+      );
+      return 1;
+    }
+    throw err;
+  }
+  if (values.port !== undefined) config.listen.port = Number(values.port);
+  const gw = await startGateway(config);
+  const source = values.config ?? 'embedded defaults';
+  process.stderr.write(
+    `\nmcp-warden listening (${source})\n` +
+      `  aggregated endpoint: ${gw.endpoint()}\n` +
+      config.servers
+        .map((s) => `  ${s.name.padEnd(18)} ${gw.endpoint(s.name)}  (${s.transport})\n`)
+        .join('') +
+      `  try: npx @modelcontextprotocol/inspector --cli ${gw.endpoint()} --transport http --method tools/list\n\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      process.stderr.write(`mcp-warden: ${sig} received, draining…\n`);
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await gw.close(10_000);
+  return 0;
+}

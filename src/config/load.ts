@@ -1,0 +1,170 @@
+/**
+ * Loading the configuration: YAML parsing, secret references, schema validation and
+ * error messages that name the path and what is expected.
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { isAbsolute } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type WardenConfig, type WardenConfigInput } from './schema.ts';
+
+/** One problem in a configuration, with the dotted path it concerns. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+/** Thrown when a configuration is invalid; `issues` lists every problem found. */
+export class ConfigError extends Error {
+  readonly issues: ConfigIssue[];
+  constructor(source: string, issues: ConfigIssue[]) {
+    super(
+      `${source}: invalid configuration\n${issues.map((i) => `  ${i.path || '(root)'}: ${i.message}`).join('\n')}`,
+    );
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+/** Formats a path array as `servers[1].url`. */
+export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out ? `.${String(seg)}` : String(seg);
+  }
+  return out;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (check the spelling; see docs/configuration.md)`;
+    case 'invalid_type':
+      return issue.input === undefined
+        ? `is required (expected ${issue.expected})`
+        : `expected ${issue.expected}`;
+    default:
+      return issue.message;
+  }
+}
+
+export interface ResolveOptions {
+  env?: NodeJS.ProcessEnv;
+  readFile?: (path: string) => string;
+}
+
+const REF = /\$\{(env|file):([^}]*)\}/g;
+
+/**
+ * Replaces `${env:NAME}` and `${file:/abs/path}` references in every string of `value`.
+ * Missing variables or unreadable files are reported as issues at their path; the secret
+ * values themselves never appear in messages.
+ */
+export function resolveReferences(value: unknown, issues: ConfigIssue[], opts: ResolveOptions = {}): unknown {
+  const env = opts.env ?? process.env;
+  const readFile = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
+  const walk = (v: unknown, path: (string | number)[]): unknown => {
+    if (typeof v === 'string') {
+      return v.replace(REF, (_m, kind: string, arg: string) => {
+        if (kind === 'env') {
+          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(arg)) {
+            issues.push({ path: formatPath(path), message: `\${env:${arg}} is not a valid variable name` });
+            return '';
+          }
+          const got = env[arg];
+          if (got === undefined) {
+            issues.push({ path: formatPath(path), message: `environment variable ${arg} is not set` });
+            return '';
+          }
+          return got;
+        }
+        if (!isAbsolute(arg)) {
+          issues.push({ path: formatPath(path), message: `\${file:${arg}} must be an absolute path` });
+          return '';
+        }
+        try {
+          return readFile(arg).replace(/\r?\n$/, '');
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code ?? 'error';
+          issues.push({ path: formatPath(path), message: `cannot read secret file ${arg} (${code})` });
+          return '';
+        }
+      });
+    }
+    if (Array.isArray(v)) return v.map((x, i) => walk(x, [...path, i]));
+    if (v && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) out[k] = walk(x, [...path, k]);
+      return out;
+    }
+    return v;
+  };
+  return walk(value, []);
+}
+
+/** Validates an already-parsed configuration object. Throws {@link ConfigError}. */
+export function parseConfig(raw: unknown, source = 'config', opts: ResolveOptions = {}): WardenConfig {
+  const issues: ConfigIssue[] = [];
+  const resolved = resolveReferences(raw ?? {}, issues, opts);
+  const result = configSchema.safeParse(resolved);
+  if (!result.success) {
+    for (const issue of result.error.issues)
+      issues.push({ path: formatPath(issue.path), message: describeIssue(issue) });
+  }
+  if (issues.length > 0) throw new ConfigError(source, issues);
+  return (result as { data: WardenConfig }).data;
+}
+
+/** Parses YAML text and validates it. Throws {@link ConfigError} with line numbers for YAML syntax errors. */
+export function parseConfigText(text: string, source = 'config', opts: ResolveOptions = {}): WardenConfig {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => ({
+        path: e.linePos ? `line ${e.linePos[0].line}` : '',
+        message: `YAML syntax error: ${e.message.split('\n')[0]}`,
+      })),
+    );
+  }
+  return parseConfig(doc.toJS(), source, opts);
+}
+
+/** Reads and validates a YAML configuration file. */
+export function loadConfigFile(path: string, opts: ResolveOptions = {}): WardenConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError(path, [{ path: '', message: `cannot read the file (${code})` }]);
+  }
+  return parseConfigText(text, path, opts);
+}
+
+/**
+ * The embedded default: loopback only, SQLite under ./data, and the reference MCP server
+ * `@modelcontextprotocol/server-everything` over stdio as a demo upstream.
+ */
+export function defaultConfigInput(): WardenConfigInput {
+  const require = createRequire(import.meta.url);
+  const everything = require.resolve('@modelcontextprotocol/server-everything/dist/index.js');
+  return {
+    servers: [
+      {
+        name: 'everything',
+        transport: 'stdio',
+        command: process.execPath,
+        args: [everything, 'stdio'],
+        description: 'Demo upstream: the MCP reference server-everything',
+      },
+    ],
+  };
+}
+
+/** The embedded default configuration, validated. */
+export function defaultConfig(): WardenConfig {
+  return parseConfig(defaultConfigInput(), 'embedded default');
+}

@@ -1,0 +1,187 @@
+/**
+ * The configuration schema of mcp-warden (one YAML file). Every key is documented in
+ * docs/configuration.md; keep both in the same commit.
+ *
+ * Validation errors name the path and what is expected (see ./load.ts for the formatting).
+ */
+import { z } from 'zod';
+
+const SERVER_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+/** True when `host` is a loopback name or literal (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
+}
+
+const upstreamUrl = z.string().superRefine((value, ctx) => {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'must be an absolute URL (https://host/path)' });
+    return;
+  }
+  if (u.protocol === 'https:') return;
+  if (u.protocol === 'http:' && isLoopbackHost(u.hostname)) return;
+  ctx.addIssue({ code: 'custom', message: 'must be https:// or a loopback http:// URL' });
+});
+
+const headerMap = z.record(
+  z.string().regex(/^[A-Za-z0-9-]+$/, 'header names are letters, digits and dashes'),
+  z.string(),
+);
+
+const serverBase = {
+  name: z
+    .string()
+    .regex(
+      SERVER_NAME,
+      'must match ^[a-z][a-z0-9-]{0,31}$ (lower-case letter first, then letters, digits, -)',
+    ),
+  /** Per-request timeout for calls to this upstream, in milliseconds. */
+  timeoutMs: z.number().int().min(100).max(3_600_000).optional(),
+  description: z.string().max(500).optional(),
+};
+
+const stdioServer = z
+  .object({
+    ...serverBase,
+    transport: z.literal('stdio'),
+    command: z.string().min(1, 'must name the program to start'),
+    args: z.array(z.string()).default([]),
+    /** Environment given to the child. The gateway's own environment is NOT inherited (only PATH, HOME, LANG). */
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
+    cwd: z.string().optional(),
+    restart: z
+      .object({
+        initialDelayMs: z.number().int().min(10).default(250),
+        maxDelayMs: z.number().int().min(100).default(30_000),
+      })
+      .strict()
+      .default({ initialDelayMs: 250, maxDelayMs: 30_000 }),
+  })
+  .strict();
+
+const httpServer = z
+  .object({
+    ...serverBase,
+    transport: z.literal('http'),
+    url: upstreamUrl,
+    headers: headerMap.default({}),
+  })
+  .strict();
+
+const sseServer = z
+  .object({
+    ...serverBase,
+    transport: z.literal('sse'),
+    url: upstreamUrl,
+    headers: headerMap.default({}),
+  })
+  .strict();
+
+export const serverSchema = z.discriminatedUnion('transport', [stdioServer, httpServer, sseServer], {
+  error: (issue) =>
+    issue.code === 'invalid_union' ? 'transport must be one of "stdio", "http", "sse"' : undefined,
+});
+
+const originSchema = z.string().superRefine((value, ctx) => {
+  try {
+    const u = new URL(value);
+    if (u.origin !== value)
+      ctx.addIssue({ code: 'custom', message: `must be a bare origin like ${u.origin}` });
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'must be an origin like https://app.example.com' });
+  }
+});
+
+export const configSchema = z
+  .object({
+    listen: z
+      .object({
+        /** Address to bind. Loopback by default [S-SESS-5]. */
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8787),
+        /** Base URL clients use to reach the gateway (canonical resource URIs derive from it). */
+        publicUrl: z.string().url().optional(),
+        /** Browser origins allowed to call the gateway; requests with any other Origin get 403 [S-SESS-4]. */
+        allowedOrigins: z.array(originSchema).default([]),
+        /** Extra Host header values accepted besides the listen address and publicUrl (DNS-rebinding guard). */
+        allowedHosts: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 8787, allowedOrigins: [], allowedHosts: [] }),
+    limits: z
+      .object({
+        maxBodyBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(64 * 1024 * 1024)
+          .default(4 * 1024 * 1024),
+        requestTimeoutMs: z.number().int().min(100).max(3_600_000).default(120_000),
+        maxSessions: z.number().int().min(1).default(50_000),
+        sessionIdleMs: z
+          .number()
+          .int()
+          .min(1000)
+          .default(30 * 60_000),
+        /** Events kept per stream for resumption (Last-Event-ID). */
+        streamReplayEvents: z.number().int().min(0).max(10_000).default(200),
+      })
+      .strict()
+      .default({
+        maxBodyBytes: 4 * 1024 * 1024,
+        requestTimeoutMs: 120_000,
+        maxSessions: 50_000,
+        sessionIdleMs: 30 * 60_000,
+        streamReplayEvents: 200,
+      }),
+    state: z
+      .object({
+        /** SQLite database file of the embedded default. */
+        sqlite: z.string().default('./data/warden.db'),
+      })
+      .strict()
+      .default({ sqlite: './data/warden.db' }),
+    audit: z
+      .object({
+        /** JSON-lines audit file; "-" writes to stdout. */
+        jsonl: z.string().default('./data/audit.jsonl'),
+      })
+      .strict()
+      .default({ jsonl: './data/audit.jsonl' }),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .strict()
+      .default({ level: 'info' }),
+    servers: z
+      .array(serverSchema)
+      .min(1, 'configure at least one upstream server')
+      .superRefine((servers, ctx) => {
+        const seen = new Map<string, number>();
+        servers.forEach((s, i) => {
+          const prev = seen.get(s.name);
+          if (prev !== undefined)
+            ctx.addIssue({
+              code: 'custom',
+              path: [i, 'name'],
+              message: `duplicate server name "${s.name}" (also servers[${prev}].name); names must be unique`,
+            });
+          seen.set(s.name, i);
+        });
+      }),
+  })
+  .strict();
+
+/** The validated configuration (defaults applied, secret references resolved). */
+export type WardenConfig = z.output<typeof configSchema>;
+export type ServerConfig = z.output<typeof serverSchema>;
+export type StdioServerConfig = Extract<ServerConfig, { transport: 'stdio' }>;
+export type HttpServerConfig = Extract<ServerConfig, { transport: 'http' }>;
+export type SseServerConfig = Extract<ServerConfig, { transport: 'sse' }>;
+/** Configuration as written by a person (before defaults). */
+export type WardenConfigInput = z.input<typeof configSchema>;

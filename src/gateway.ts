@@ -1,0 +1,105 @@
+/**
+ * The gateway, assembled: configuration → audit log → pipeline → HTTP server. This is the
+ * programmatic API (`startGateway`) used by the CLI, the tests, the benchmark and the
+ * conformance runner.
+ */
+import { readFileSync } from 'node:fs';
+import pino, { type Logger } from 'pino';
+import { AuditLog, type AuditSink } from './audit/events.ts';
+import { JsonlSink } from './audit/jsonl.ts';
+import type { WardenConfig } from './config/schema.ts';
+import { Session } from './gateway/session.ts';
+import { defaultTransportFactory, type TransportFactory } from './gateway/upstream-client.ts';
+import { Pipeline } from './pipeline/chain.ts';
+import type { Interceptor } from './pipeline/types.ts';
+import { type Authenticator, anonymous, GatewayHttpServer } from './transport/http-server.ts';
+import type { Launcher } from './transport/upstream/stdio.ts';
+
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+export interface GatewayOptions {
+  /** Interceptors, in order. Later issues add authorization, tool guard, content guard. */
+  interceptors?: Interceptor[];
+  /** Extra audit sinks (tests use a MemorySink). */
+  auditSinks?: AuditSink[];
+  authenticate?: Authenticator;
+  launcher?: Launcher;
+  transportFactory?: TransportFactory;
+  logger?: Logger;
+}
+
+export interface RunningGateway {
+  /** Base URL, e.g. http://127.0.0.1:8787 */
+  readonly url: string;
+  readonly port: number;
+  /** MCP endpoint URL: `/mcp/<server>`, or the aggregated `/mcp` without an argument. */
+  endpoint(server?: string): string;
+  readonly http: GatewayHttpServer;
+  readonly audit: AuditLog;
+  readonly logger: Logger;
+  /** Graceful shutdown: drains in-flight requests, closes sessions and upstreams. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Starts a gateway for a validated configuration. */
+export async function startGateway(config: WardenConfig, opts: GatewayOptions = {}): Promise<RunningGateway> {
+  const logger =
+    opts.logger ?? pino({ level: config.log.level, base: { svc: 'mcp-warden' } }, pino.destination(2));
+  const audit = new AuditLog([new JsonlSink(config.audit.jsonl), ...(opts.auditSinks ?? [])]);
+  const pipeline = new Pipeline(opts.interceptors ?? []);
+  const factory = opts.transportFactory ?? defaultTransportFactory(opts.launcher);
+  const servers = config.servers;
+  const byName = new Map(servers.map((s) => [s.name, s]));
+  const log = (
+    level: 'debug' | 'info' | 'warn' | 'error',
+    msg: string,
+    fields: Record<string, unknown> = {},
+  ) => logger[level](fields, msg);
+
+  const httpServer = new GatewayHttpServer({
+    config,
+    audit: audit.emit,
+    serverNames: new Set(byName.keys()),
+    authenticate: opts.authenticate ?? anonymous,
+    log,
+    isReady: () => true,
+    createSession: (identity, single) =>
+      new Session(identity, single ? [byName.get(single)!] : servers, single, {
+        pipeline,
+        audit: audit.emit,
+        factory,
+        timeoutMs: config.limits.requestTimeoutMs,
+        replayEvents: config.limits.streamReplayEvents,
+        log,
+        version: VERSION,
+      }),
+  });
+  const addr = await httpServer.listen();
+  const hostForUrl = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = config.listen.publicUrl?.replace(/\/$/, '') ?? `http://${hostForUrl}:${addr.port}`;
+  audit.emit({
+    type: 'gateway.start',
+    decision: 'info',
+    reason: 'started',
+    detail: { url, servers: servers.map((s) => s.name), interceptors: pipeline.names },
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port: addr.port,
+    endpoint: (server) => (server ? `${url}/mcp/${server}` : `${url}/mcp`),
+    http: httpServer,
+    audit,
+    logger,
+    close(graceMs) {
+      closing ??= (async () => {
+        await httpServer.shutdown(graceMs);
+        audit.emit({ type: 'gateway.stop', decision: 'info', reason: 'stopped' });
+        await audit.close();
+      })();
+      return closing;
+    },
+  };
+}

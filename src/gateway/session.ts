@@ -1,0 +1,565 @@
+/**
+ * A downstream MCP session: one client, one identity, and one upstream session per server it
+ * can reach (one server on `/mcp/<server>`, every server on `/mcp`). Every message to or from
+ * an upstream passes the {@link Pipeline}. Sessions carry conversation state, never identity:
+ * the identity is fixed at creation and every request must present it again.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { AuditEmitter } from '../audit/events.ts';
+import type { ServerConfig } from '../config/schema.ts';
+import {
+  ErrorCode,
+  errorResponse,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+} from '../mcp/jsonrpc.ts';
+import { isSupportedVersion, LATEST_VERSION, negotiateVersion, supportsPriming } from '../mcp/protocol.ts';
+import type { Pipeline } from '../pipeline/chain.ts';
+import type { Identity, PipelineContext } from '../pipeline/types.ts';
+import { decodeCursor, encodeCursor, qualifyName, qualifyUri, splitName, splitUri } from './names.ts';
+import { parseEventId, Stream, type StreamOptions } from './streams.ts';
+import { type Pending, type TransportFactory, UpstreamClient } from './upstream-client.ts';
+
+export interface SessionDeps {
+  pipeline: Pipeline;
+  audit: AuditEmitter;
+  factory: TransportFactory;
+  timeoutMs: number;
+  replayEvents: number;
+  log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  version: string;
+}
+
+type Tag = Stream | undefined;
+
+const LIST_KINDS: Record<string, { key: string; field: 'name' | 'uri' | 'uriTemplate'; capability: string }> =
+  {
+    'tools/list': { key: 'tools', field: 'name', capability: 'tools' },
+    'prompts/list': { key: 'prompts', field: 'name', capability: 'prompts' },
+    'resources/list': { key: 'resources', field: 'uri', capability: 'resources' },
+    'resources/templates/list': { key: 'resourceTemplates', field: 'uriTemplate', capability: 'resources' },
+  };
+
+/** Creates a session id: 256 bits from the CSPRNG, base64url [C-SESS-1]. */
+export function newSessionId(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+export class Session {
+  readonly id = newSessionId();
+  readonly identity: Identity;
+  /** Server name for `/mcp/<server>`; undefined for the aggregated endpoint. */
+  readonly single: string | undefined;
+  protocolVersion: string = LATEST_VERSION;
+  clientCapabilities: Record<string, unknown> = {};
+  lastSeen = Date.now();
+  closed = false;
+  readonly #deps: SessionDeps;
+  readonly #upstreams = new Map<string, UpstreamClient<Tag>>();
+  readonly #streams = new Map<string, Stream>();
+  #getStreams: Stream[] = [];
+  /** Session-level messages waiting for a GET stream. */
+  #backlog: JsonRpcMessage[] = [];
+  #nextServerReq = 1;
+  readonly #serverRequests = new Map<
+    string,
+    { resolve: (r: JsonRpcResponse) => void; timer: NodeJS.Timeout; server: string; upstreamId: JsonRpcId }
+  >();
+  onClosed?: () => void;
+
+  constructor(
+    identity: Identity,
+    servers: readonly ServerConfig[],
+    single: string | undefined,
+    deps: SessionDeps,
+  ) {
+    this.identity = identity;
+    this.single = single;
+    this.#deps = deps;
+    for (const s of servers) {
+      const name = s.name;
+      const client: UpstreamClient<Tag> = new UpstreamClient<Tag>(
+        s,
+        deps.factory,
+        {
+          onServerRequest: (req, related) => this.#fromServerRequest(name, req, related),
+          onNotification: (n, related) => this.#fromServerNotification(name, n, related),
+          onLog: (level, msg) => deps.log(level, msg, { server: name, session: this.#short }),
+          onDown: (reason, restarting) => {
+            deps.audit({
+              type: 'upstream.failed',
+              decision: 'info',
+              reason: restarting ? 'upstream_down_restarting' : 'upstream_down',
+              server: name,
+              session: this.id,
+              detail: { why: reason },
+            });
+            deps.log('warn', `upstream ${name} down: ${reason}${restarting ? ' (restarting)' : ''}`, {
+              server: name,
+            });
+            if (!restarting && this.single) void this.close('upstream session ended');
+          },
+          onRestarted: () => {
+            deps.audit({
+              type: 'upstream.restarted',
+              decision: 'info',
+              reason: 'upstream_restarted',
+              server: name,
+              session: this.id,
+            });
+            deps.log('info', `upstream ${name} restarted`, { server: name });
+          },
+        },
+        deps.timeoutMs,
+      );
+      this.#upstreams.set(name, client);
+    }
+  }
+
+  get #short(): string {
+    return this.id.slice(0, 8);
+  }
+
+  #ctx(server: string, direction: PipelineContext['direction']): PipelineContext {
+    return {
+      identity: this.identity,
+      session: this.id,
+      server,
+      direction,
+      protocolVersion: this.protocolVersion,
+      audit: this.#deps.audit,
+    };
+  }
+
+  streamOptions(headers: Record<string, string>): StreamOptions {
+    return {
+      priming: supportsPriming(this.protocolVersion),
+      replay: this.#deps.replayEvents,
+      retryMs: 1000,
+      headers,
+    };
+  }
+
+  /** Handles `initialize`: initialises the upstream(s) with the client's parameters. */
+  async initialize(req: JsonRpcRequest): Promise<JsonRpcResponse> {
+    const params = req.params ?? {};
+    this.protocolVersion = negotiateVersion(params.protocolVersion);
+    const caps = params.capabilities;
+    this.clientCapabilities = caps && typeof caps === 'object' ? (caps as Record<string, unknown>) : {};
+    const results = await Promise.all(
+      [...this.#upstreams.entries()].map(async ([name, c]) => {
+        try {
+          const res = await c.initialize({ ...params, protocolVersion: this.protocolVersion });
+          return { name, res };
+        } catch (err) {
+          return { name, res: errorResponse(req.id, ErrorCode.UpstreamUnavailable, (err as Error).message) };
+        }
+      }),
+    );
+    for (const { name, res } of results) {
+      if ('error' in res) {
+        this.#deps.log('warn', `upstream ${name} failed to initialise: ${res.error.message}`, {
+          server: name,
+        });
+        this.#deps.audit({
+          type: 'upstream.failed',
+          decision: 'error',
+          reason: 'upstream_initialize_failed',
+          server: name,
+          session: this.id,
+          detail: { error: res.error.message.slice(0, 200) },
+        });
+      } else {
+        this.#deps.audit({
+          type: 'upstream.connected',
+          decision: 'info',
+          reason: 'upstream_initialized',
+          server: name,
+          session: this.id,
+        });
+      }
+    }
+    if (this.single) {
+      const only = results[0]!;
+      if ('error' in only.res)
+        return errorResponse(req.id, ErrorCode.UpstreamUnavailable, `server "${this.single}" is unavailable`);
+      const v = only.res.result.protocolVersion;
+      if (!isSupportedVersion(v))
+        return errorResponse(
+          req.id,
+          ErrorCode.UpstreamUnavailable,
+          `server "${this.single}" answered an unsupported protocol version`,
+        );
+      this.protocolVersion = v;
+      return { jsonrpc: '2.0', id: req.id, result: only.res.result };
+    }
+    const ok = results.filter((r) => 'result' in r.res);
+    if (ok.length === 0)
+      return errorResponse(req.id, ErrorCode.UpstreamUnavailable, 'no upstream server is available');
+    return { jsonrpc: '2.0', id: req.id, result: this.#mergedInit() };
+  }
+
+  #mergedInit(): Record<string, unknown> {
+    const capabilities: Record<string, Record<string, unknown>> = {};
+    const instructions: string[] = [];
+    for (const [name, c] of this.#upstreams) {
+      const r = c.initResult;
+      if (!r) continue;
+      const caps = (r.capabilities ?? {}) as Record<string, unknown>;
+      for (const [k, v] of Object.entries(caps)) {
+        const into = capabilities[k] ?? {};
+        capabilities[k] = into;
+        if (v && typeof v === 'object') {
+          for (const [f, x] of Object.entries(v as Record<string, unknown>)) {
+            if (typeof x === 'boolean') into[f] = Boolean(into[f]) || x;
+            else if (!(f in into)) into[f] = x;
+          }
+        }
+      }
+      if (typeof r.instructions === 'string' && r.instructions.trim())
+        instructions.push(`## ${name}\n${r.instructions}`);
+    }
+    const result: Record<string, unknown> = {
+      protocolVersion: this.protocolVersion,
+      capabilities,
+      serverInfo: { name: 'mcp-warden', title: 'mcp-warden gateway', version: this.#deps.version },
+    };
+    if (instructions.length) result.instructions = instructions.join('\n\n');
+    return result;
+  }
+
+  #hasCap(c: UpstreamClient<Tag>, cap: string): boolean {
+    const caps = c.initResult?.capabilities as Record<string, unknown> | undefined;
+    return Boolean(caps && cap in caps);
+  }
+
+  /** Sends a request through the pipeline to one upstream. */
+  #forward(server: string, req: JsonRpcRequest, stream: Tag): Promise<JsonRpcResponse> {
+    const c = this.#upstreams.get(server);
+    if (!c)
+      return Promise.resolve(errorResponse(req.id, ErrorCode.InvalidParams, `unknown server "${server}"`));
+    return this.#deps.pipeline.request(this.#ctx(server, 'client-to-server'), req, (r) =>
+      c.request(r, stream),
+    );
+  }
+
+  /** Handles a client request (anything but initialize) and finishes `stream` with the answer. */
+  async request(req: JsonRpcRequest, stream: Stream): Promise<void> {
+    this.lastSeen = Date.now();
+    this.#streams.set(stream.id, stream);
+    stream.onDone = () => this.#streams.delete(stream.id);
+    let res: JsonRpcResponse;
+    try {
+      res = this.single ? await this.#forward(this.single, req, stream) : await this.#aggregate(req, stream);
+    } catch (err) {
+      this.#deps.log('error', `request failed: ${(err as Error).message}`);
+      res = errorResponse(req.id, ErrorCode.InternalError, 'Internal error');
+    }
+    stream.finish(res);
+  }
+
+  async #aggregate(req: JsonRpcRequest, stream: Stream): Promise<JsonRpcResponse> {
+    const params = req.params ?? {};
+    const list = LIST_KINDS[req.method];
+    if (list) return this.#aggregateList(req, list, stream);
+    switch (req.method) {
+      case 'ping':
+        return { jsonrpc: '2.0', id: req.id, result: {} };
+      case 'tools/call':
+      case 'prompts/get': {
+        const q = typeof params.name === 'string' ? splitName(params.name) : undefined;
+        if (!q || !this.#upstreams.has(q.server))
+          return errorResponse(
+            req.id,
+            ErrorCode.InvalidParams,
+            `Unknown ${req.method === 'tools/call' ? 'tool' : 'prompt'}: ${String(params.name).slice(0, 200)}`,
+          );
+        const res = await this.#forward(q.server, { ...req, params: { ...params, name: q.name } }, stream);
+        return req.method === 'tools/call' ? this.#qualifyContent(q.server, res) : res;
+      }
+      case 'resources/read':
+      case 'resources/subscribe':
+      case 'resources/unsubscribe': {
+        const q = typeof params.uri === 'string' ? splitUri(params.uri) : undefined;
+        if (!q || !this.#upstreams.has(q.server))
+          return errorResponse(
+            req.id,
+            ErrorCode.InvalidParams,
+            `Unknown resource: ${String(params.uri).slice(0, 200)}`,
+          );
+        const res = await this.#forward(q.server, { ...req, params: { ...params, uri: q.uri } }, stream);
+        if (req.method === 'resources/read' && 'result' in res && Array.isArray(res.result.contents)) {
+          res.result = {
+            ...res.result,
+            contents: res.result.contents.map((c: Record<string, unknown>) =>
+              typeof c.uri === 'string' ? { ...c, uri: qualifyUri(q.server, c.uri) } : c,
+            ),
+          };
+        }
+        return res;
+      }
+      case 'completion/complete': {
+        const ref = (params.ref ?? {}) as Record<string, unknown>;
+        let server: string | undefined;
+        let newRef: Record<string, unknown> | undefined;
+        if (ref.type === 'ref/prompt' && typeof ref.name === 'string') {
+          const q = splitName(ref.name);
+          if (q) {
+            server = q.server;
+            newRef = { ...ref, name: q.name };
+          }
+        } else if (ref.type === 'ref/resource' && typeof ref.uri === 'string') {
+          const q = splitUri(ref.uri);
+          if (q) {
+            server = q.server;
+            newRef = { ...ref, uri: q.uri };
+          }
+        }
+        if (!server || !newRef || !this.#upstreams.has(server))
+          return errorResponse(req.id, ErrorCode.InvalidParams, 'Unknown completion reference');
+        return this.#forward(server, { ...req, params: { ...params, ref: newRef } }, stream);
+      }
+      case 'logging/setLevel': {
+        const targets = [...this.#upstreams.entries()].filter(([, c]) => c.up && this.#hasCap(c, 'logging'));
+        const results = await Promise.all(targets.map(([name]) => this.#forward(name, req, stream)));
+        const failed = results.find((r) => 'error' in r);
+        return failed ?? { jsonrpc: '2.0', id: req.id, result: {} };
+      }
+      default:
+        return errorResponse(
+          req.id,
+          ErrorCode.MethodNotFound,
+          `Method not found on the aggregated endpoint: ${req.method.slice(0, 100)} (use /mcp/<server> for server-specific methods)`,
+        );
+    }
+  }
+
+  async #aggregateList(
+    req: JsonRpcRequest,
+    kind: { key: string; field: 'name' | 'uri' | 'uriTemplate'; capability: string },
+    stream: Stream,
+  ): Promise<JsonRpcResponse> {
+    const params = req.params ?? {};
+    let targets: [string, string | undefined][];
+    if (typeof params.cursor === 'string') {
+      const map = decodeCursor(params.cursor);
+      if (!map) return errorResponse(req.id, ErrorCode.InvalidParams, 'Invalid cursor');
+      targets = Object.entries(map).filter(([name]) => this.#upstreams.has(name));
+    } else {
+      targets = [...this.#upstreams.entries()]
+        .filter(([, c]) => c.up && this.#hasCap(c, kind.capability))
+        .map(([name]) => [name, undefined]);
+    }
+    const pages = await Promise.all(
+      targets.map(async ([name, cursor]) => {
+        const p: Record<string, unknown> = { ...params };
+        if (cursor === undefined) delete p.cursor;
+        else p.cursor = cursor;
+        const res = await this.#forward(name, { ...req, params: p }, stream);
+        return { name, res };
+      }),
+    );
+    const items: unknown[] = [];
+    const next: Record<string, string> = {};
+    for (const { name, res } of pages) {
+      if ('error' in res) {
+        this.#deps.log('warn', `${req.method} failed on ${name}: ${res.error.message}`, { server: name });
+        continue;
+      }
+      const arr = res.result[kind.key];
+      if (Array.isArray(arr)) {
+        for (const it of arr as Record<string, unknown>[]) {
+          const v = it[kind.field];
+          if (typeof v !== 'string') continue;
+          items.push({
+            ...it,
+            [kind.field]: kind.field === 'name' ? qualifyName(name, v) : qualifyUri(name, v),
+          });
+        }
+      }
+      if (typeof res.result.nextCursor === 'string') next[name] = res.result.nextCursor;
+    }
+    const result: Record<string, unknown> = { [kind.key]: items };
+    if (Object.keys(next).length) result.nextCursor = encodeCursor(next);
+    return { jsonrpc: '2.0', id: req.id, result };
+  }
+
+  /** Qualifies resource URIs inside tool results so the client can read them through /mcp. */
+  #qualifyContent(server: string, res: JsonRpcResponse): JsonRpcResponse {
+    if (!('result' in res) || !Array.isArray(res.result.content)) return res;
+    let changed = false;
+    const content = (res.result.content as Record<string, unknown>[]).map((c) => {
+      if (c.type === 'resource_link' && typeof c.uri === 'string') {
+        changed = true;
+        return { ...c, uri: qualifyUri(server, c.uri) };
+      }
+      if (
+        c.type === 'resource' &&
+        c.resource &&
+        typeof (c.resource as Record<string, unknown>).uri === 'string'
+      ) {
+        changed = true;
+        const r = c.resource as Record<string, unknown>;
+        return { ...c, resource: { ...r, uri: qualifyUri(server, r.uri as string) } };
+      }
+      return c;
+    });
+    return changed ? { ...res, result: { ...res.result, content } } : res;
+  }
+
+  /** A notification from the client. */
+  async notification(n: JsonRpcNotification): Promise<void> {
+    this.lastSeen = Date.now();
+    const targets: string[] = [];
+    let msg = n;
+    if (n.method === 'notifications/cancelled') {
+      const id = n.params?.requestId as JsonRpcId | undefined;
+      if (id === undefined) return;
+      for (const [name, c] of this.#upstreams) {
+        if (c.has(id)) {
+          await this.#deps.pipeline.notification(this.#ctx(name, 'client-to-server'), n, async () => {
+            c.cancel(id, n.params?.reason);
+          });
+        }
+      }
+      return;
+    }
+    if (this.single) targets.push(this.single);
+    else targets.push(...this.#upstreams.keys());
+    if (n.method === 'notifications/initialized') {
+      await Promise.all(
+        targets.map((name) =>
+          this.#deps.pipeline.notification(this.#ctx(name, 'client-to-server'), msg, (m) =>
+            this.#upstreams.get(name)!.initialized(m),
+          ),
+        ),
+      );
+      return;
+    }
+    if (n.method === 'notifications/progress') msg = n; // progress for a server request: same token space per server
+    await Promise.all(
+      targets.map((name) => {
+        const c = this.#upstreams.get(name);
+        if (!c?.up) return Promise.resolve();
+        return this.#deps.pipeline.notification(this.#ctx(name, 'client-to-server'), msg, (m) => c.notify(m));
+      }),
+    );
+  }
+
+  /** A response from the client to a server→client request. */
+  response(res: JsonRpcResponse): void {
+    this.lastSeen = Date.now();
+    if (res.id === null) return;
+    const key = String(res.id);
+    const p = this.#serverRequests.get(key);
+    if (!p) {
+      this.#deps.log('debug', 'ignored a client response to an unknown request id');
+      return;
+    }
+    this.#serverRequests.delete(key);
+    clearTimeout(p.timer);
+    p.resolve(res);
+  }
+
+  async #fromServerRequest(
+    server: string,
+    req: JsonRpcRequest,
+    related: Pending<Tag> | undefined,
+  ): Promise<JsonRpcResponse> {
+    return this.#deps.pipeline.serverRequest(this.#ctx(server, 'server-to-client'), req, (r) => {
+      const downId = `w${this.#nextServerReq++}`;
+      return new Promise<JsonRpcResponse>((resolve) => {
+        const timer = setTimeout(() => {
+          this.#serverRequests.delete(downId);
+          resolve(errorResponse(r.id, ErrorCode.RequestTimeout, 'the client did not answer in time'));
+        }, this.#deps.timeoutMs);
+        this.#serverRequests.set(downId, { resolve, timer, server, upstreamId: req.id });
+        this.#deliver({ ...r, id: downId }, related?.tag);
+      });
+    });
+  }
+
+  #fromServerNotification(server: string, n: JsonRpcNotification, related: Pending<Tag> | undefined): void {
+    let msg = n;
+    if (!this.single) {
+      if (n.method === 'notifications/resources/updated' && typeof n.params?.uri === 'string') {
+        msg = { ...n, params: { ...n.params, uri: qualifyUri(server, n.params.uri) } };
+      }
+    }
+    if (n.method === 'notifications/cancelled') {
+      // The server cancels one of its own requests to the client: map to the id the client knows.
+      const upId = n.params?.requestId;
+      for (const [downId, p] of this.#serverRequests) {
+        if (p.server === server && p.upstreamId === upId) {
+          this.#serverRequests.delete(downId);
+          clearTimeout(p.timer);
+          msg = { ...n, params: { ...n.params, requestId: downId } };
+          break;
+        }
+      }
+    }
+    void this.#deps.pipeline.notification(this.#ctx(server, 'server-to-client'), msg, async (m) => {
+      this.#deliver(m, related?.tag);
+    });
+  }
+
+  /** Delivers a server-originated message on the related request's stream, else a GET stream. */
+  #deliver(msg: JsonRpcMessage, stream: Tag): void {
+    if (stream && stream.state !== 'done' && stream.send(msg)) return;
+    const get = this.#getStreams.at(-1);
+    if (get && get.send(msg)) return;
+    this.#backlog.push(msg);
+    if (this.#backlog.length > 1000) {
+      this.#backlog.shift();
+      this.#deps.log('warn', 'dropped a session message: no GET stream open and the backlog is full', {
+        session: this.#short,
+      });
+    }
+  }
+
+  /** Opens a GET stream for server-initiated messages. */
+  openGetStream(res: ServerResponse, headers: Record<string, string>): void {
+    const s = new Stream('get', res, this.streamOptions(headers));
+    this.#streams.set(s.id, s);
+    this.#getStreams.push(s);
+    s.onDone = () => {
+      this.#streams.delete(s.id);
+      this.#getStreams = this.#getStreams.filter((x) => x !== s);
+    };
+    const backlog = this.#backlog;
+    this.#backlog = [];
+    for (const m of backlog) s.send(m);
+  }
+
+  /** Resumes a stream of this session after `Last-Event-ID`; false when it is not ours or gone [S-SESS-7]. */
+  resume(lastEventId: string, res: ServerResponse): boolean {
+    const ev = parseEventId(lastEventId);
+    if (!ev) return false;
+    const s = this.#streams.get(ev.stream);
+    if (!s) return false;
+    return s.resume(res, ev.seq);
+  }
+
+  /** Ends the session and its upstream sessions. */
+  async close(reason = 'closed'): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.#streams.values()) s.end();
+    this.#streams.clear();
+    for (const p of this.#serverRequests.values()) clearTimeout(p.timer);
+    this.#serverRequests.clear();
+    await Promise.all([...this.#upstreams.values()].map((c) => c.close().catch(() => {})));
+    this.#deps.audit({
+      type: 'session.terminated',
+      decision: 'info',
+      reason,
+      session: this.id,
+      actor: { user: this.identity.user },
+    });
+    this.onClosed?.();
+  }
+}

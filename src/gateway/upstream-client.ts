@@ -1,0 +1,324 @@
+/**
+ * One MCP session with one upstream server on behalf of one downstream session. It owns the
+ * transport, remaps request ids (the upstream only ever sees ids the gateway minted, so two
+ * clients can never collide), enforces per-request timeouts, and restarts a crashed stdio
+ * server with exponential back-off.
+ */
+import type { ServerConfig } from '../config/schema.ts';
+import {
+  ErrorCode,
+  errorResponse,
+  isRequest,
+  isResponse,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+} from '../mcp/jsonrpc.ts';
+import { StreamableHttpTransport } from '../transport/upstream/http.ts';
+import { LegacySseTransport } from '../transport/upstream/sse-legacy.ts';
+import { type Launcher, StdioTransport } from '../transport/upstream/stdio.ts';
+import type { UpstreamTransport } from '../transport/upstream/types.ts';
+
+/** A request in flight upstream; `tag` is whatever the caller needs to route related messages. */
+export interface Pending<T> {
+  upstreamId: number;
+  downstreamId: JsonRpcId;
+  progressToken: unknown;
+  tag: T;
+  resolve: (res: JsonRpcResponse) => void;
+  timer: NodeJS.Timeout;
+}
+
+export interface UpstreamHandlers<T> {
+  /** A request from the server (sampling, elicitation, roots/list). `related` is the in-flight client request it most likely belongs to. */
+  onServerRequest(req: JsonRpcRequest, related: Pending<T> | undefined): Promise<JsonRpcResponse>;
+  onNotification(n: JsonRpcNotification, related: Pending<T> | undefined): void;
+  onLog(level: 'debug' | 'info' | 'warn' | 'error', msg: string): void;
+  /** The upstream connection was lost; `restarting` tells whether it will come back. */
+  onDown(reason: string, restarting: boolean): void;
+  onRestarted(): void;
+}
+
+export type TransportFactory = (server: ServerConfig) => UpstreamTransport;
+
+/** Builds the transport for a configured server. */
+export function defaultTransportFactory(launcher?: Launcher): TransportFactory {
+  return (server) => {
+    switch (server.transport) {
+      case 'stdio':
+        return new StdioTransport(
+          {
+            server: server.name,
+            command: server.command,
+            args: server.args,
+            env: server.env,
+            cwd: server.cwd,
+          },
+          launcher ? { launcher } : {},
+        );
+      case 'http':
+        return new StreamableHttpTransport({ url: server.url, headers: server.headers });
+      case 'sse':
+        return new LegacySseTransport({ url: server.url, headers: server.headers });
+    }
+  };
+}
+
+export class UpstreamClient<T> {
+  readonly server: ServerConfig;
+  /** The upstream's initialize result (capabilities, serverInfo, instructions). */
+  initResult: Record<string, unknown> | undefined;
+  #transport: UpstreamTransport | undefined;
+  #nextId = 1;
+  readonly #pending = new Map<number, Pending<T>>();
+  readonly #factory: TransportFactory;
+  readonly #handlers: UpstreamHandlers<T>;
+  readonly #timeoutMs: number;
+  #initParams: Record<string, unknown> | undefined;
+  #initialized = false;
+  #closing = false;
+  #up = false;
+  #restartDelay: number;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #startedAt = 0;
+
+  constructor(
+    server: ServerConfig,
+    factory: TransportFactory,
+    handlers: UpstreamHandlers<T>,
+    timeoutMs: number,
+  ) {
+    this.server = server;
+    this.#factory = factory;
+    this.#handlers = handlers;
+    this.#timeoutMs = server.timeoutMs ?? timeoutMs;
+    this.#restartDelay = server.transport === 'stdio' ? server.restart.initialDelayMs : 1000;
+  }
+
+  get up(): boolean {
+    return this.#up;
+  }
+
+  /** Connects and performs the MCP initialize exchange with the client's parameters. */
+  async initialize(params: Record<string, unknown>): Promise<JsonRpcResponse> {
+    this.#initParams = params;
+    await this.#connect();
+    const res = await this.#call('initialize', params);
+    if ('result' in res) {
+      this.initResult = res.result;
+      const v = res.result.protocolVersion;
+      if (typeof v === 'string') this.#transport?.setProtocolVersion?.(v);
+    }
+    return res;
+  }
+
+  async #connect(): Promise<void> {
+    const t = this.#factory(this.server);
+    t.onmessage = (m) => this.#inbound(m);
+    t.onlog = (level, msg) => this.#handlers.onLog(level, msg);
+    t.onclose = (reason) => this.#down(t, reason);
+    this.#transport = t;
+    await t.start();
+    this.#up = true;
+    this.#startedAt = Date.now();
+  }
+
+  /** Forwards the client's `notifications/initialized` (or sends our own after a restart). */
+  async initialized(
+    n: JsonRpcNotification = { jsonrpc: '2.0', method: 'notifications/initialized' },
+  ): Promise<void> {
+    this.#initialized = true;
+    await this.notify(n);
+  }
+
+  async #call(method: string, params: Record<string, unknown>): Promise<JsonRpcResponse> {
+    return this.request({ jsonrpc: '2.0', id: `gw-${method}`, method, params }, undefined as T);
+  }
+
+  /** Sends a client request upstream under a gateway-minted id; resolves with the response re-keyed to the client's id. */
+  request(req: JsonRpcRequest, tag: T, timeoutMs = this.#timeoutMs): Promise<JsonRpcResponse> {
+    const transport = this.#transport;
+    if (!transport || !this.#up)
+      return Promise.resolve(
+        errorResponse(req.id, ErrorCode.UpstreamUnavailable, `server "${this.server.name}" is unavailable`),
+      );
+    const upstreamId = this.#nextId++;
+    const meta = req.params?._meta as Record<string, unknown> | undefined;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        if (!this.#pending.delete(upstreamId)) return;
+        void transport
+          .send({
+            jsonrpc: '2.0',
+            method: 'notifications/cancelled',
+            params: { requestId: upstreamId, reason: 'timed out at the gateway' },
+          })
+          .catch(() => {});
+        resolve(
+          errorResponse(
+            req.id,
+            ErrorCode.RequestTimeout,
+            `request to server "${this.server.name}" timed out after ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+      this.#pending.set(upstreamId, {
+        upstreamId,
+        downstreamId: req.id,
+        progressToken: meta?.progressToken,
+        tag,
+        resolve,
+        timer,
+      });
+      transport.send({ ...req, id: upstreamId }).catch((err: Error) => {
+        const p = this.#pending.get(upstreamId);
+        if (!p) return;
+        this.#pending.delete(upstreamId);
+        clearTimeout(p.timer);
+        resolve(
+          errorResponse(
+            req.id,
+            ErrorCode.UpstreamUnavailable,
+            `server "${this.server.name}" is unavailable: ${err.message}`,
+          ),
+        );
+      });
+    });
+  }
+
+  /** Sends a notification upstream. Failures are logged, not thrown (notifications have no answer). */
+  async notify(n: JsonRpcNotification): Promise<void> {
+    try {
+      await this.#transport?.send(n);
+    } catch (err) {
+      this.#handlers.onLog('warn', `could not deliver ${n.method}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Cancels the in-flight request the client knows as `downstreamId` (notifications/cancelled). */
+  cancel(downstreamId: JsonRpcId, reason?: unknown): boolean {
+    for (const p of this.#pending.values()) {
+      if (p.downstreamId !== downstreamId) continue;
+      this.#pending.delete(p.upstreamId);
+      clearTimeout(p.timer);
+      const params: Record<string, unknown> = { requestId: p.upstreamId };
+      if (typeof reason === 'string') params.reason = reason;
+      void this.notify({ jsonrpc: '2.0', method: 'notifications/cancelled', params });
+      return true;
+    }
+    return false;
+  }
+
+  /** Whether a client request with this id is in flight here. */
+  has(downstreamId: JsonRpcId): boolean {
+    for (const p of this.#pending.values()) if (p.downstreamId === downstreamId) return true;
+    return false;
+  }
+
+  /** Maps a server-side request id (for notifications/cancelled from the server) — identity: server ids pass through. */
+  #related(m: JsonRpcMessage): Pending<T> | undefined {
+    const params = 'params' in m ? (m.params as Record<string, unknown> | undefined) : undefined;
+    const token =
+      params?.progressToken ?? (params?._meta as Record<string, unknown> | undefined)?.progressToken;
+    if (token !== undefined) {
+      for (const p of this.#pending.values()) if (p.progressToken === token) return p;
+    }
+    // Otherwise the most recent client request in flight (stdio has no stream to tell us).
+    let last: Pending<T> | undefined;
+    for (const p of this.#pending.values()) last = p;
+    return last;
+  }
+
+  #inbound(m: JsonRpcMessage): void {
+    if (isResponse(m)) {
+      if (typeof m.id !== 'number') {
+        this.#handlers.onLog('warn', 'ignored a response with an id the gateway never sent');
+        return;
+      }
+      const p = this.#pending.get(m.id);
+      if (!p) return; // late answer to a cancelled or timed-out request
+      this.#pending.delete(m.id);
+      clearTimeout(p.timer);
+      p.resolve({ ...m, id: p.downstreamId } as JsonRpcResponse);
+      return;
+    }
+    if (isRequest(m)) {
+      const related = this.#related(m);
+      this.#handlers.onServerRequest(m, related).then(
+        (res) => this.#transport?.send({ ...res, id: m.id } as JsonRpcResponse).catch(() => {}),
+        () =>
+          this.#transport
+            ?.send(errorResponse(m.id, ErrorCode.InternalError, 'client request failed'))
+            .catch(() => {}),
+      );
+      return;
+    }
+    const n = m as JsonRpcNotification;
+    let related: Pending<T> | undefined;
+    if (n.method === 'notifications/progress') {
+      const token = n.params?.progressToken;
+      for (const p of this.#pending.values()) if (p.progressToken === token) related = p;
+      if (!related) return; // progress for nothing in flight: drop
+    } else if (n.method === 'notifications/message') {
+      related = this.#related(n);
+    }
+    this.#handlers.onNotification(n, related);
+  }
+
+  #down(t: UpstreamTransport, reason: string): void {
+    if (t !== this.#transport) return;
+    this.#up = false;
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.resolve(
+        errorResponse(
+          p.downstreamId,
+          ErrorCode.UpstreamUnavailable,
+          `server "${this.server.name}" went away: ${reason}`,
+        ),
+      );
+    }
+    this.#pending.clear();
+    const restarting = !this.#closing && this.server.transport === 'stdio' && this.#initParams !== undefined;
+    this.#handlers.onDown(reason, restarting);
+    if (restarting) this.#scheduleRestart();
+  }
+
+  #scheduleRestart(): void {
+    if (this.server.transport !== 'stdio') return;
+    const { maxDelayMs, initialDelayMs } = this.server.restart;
+    if (Date.now() - this.#startedAt > 30_000) this.#restartDelay = initialDelayMs;
+    const delay = this.#restartDelay;
+    this.#restartDelay = Math.min(this.#restartDelay * 2, maxDelayMs);
+    this.#restartTimer = setTimeout(async () => {
+      this.#restartTimer = undefined;
+      if (this.#closing || !this.#initParams) return;
+      try {
+        await this.#connect();
+        const res = await this.#call('initialize', this.#initParams);
+        if (!('result' in res)) throw new Error('re-initialize failed');
+        this.initResult = res.result;
+        if (this.#initialized) await this.initialized();
+        this.#handlers.onRestarted();
+      } catch (err) {
+        this.#handlers.onLog('error', `restart failed: ${(err as Error).message}`);
+        this.#up = false;
+        if (!this.#closing) this.#scheduleRestart();
+      }
+    }, delay);
+    this.#restartTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    if (this.#restartTimer) clearTimeout(this.#restartTimer);
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.resolve(errorResponse(p.downstreamId, ErrorCode.UpstreamUnavailable, 'session closed'));
+    }
+    this.#pending.clear();
+    await this.#transport?.close();
+  }
+}

@@ -1,0 +1,533 @@
+/**
+ * Downstream Streamable HTTP server (MCP basic/transports, 2025-11-25): `/mcp/<server>` per
+ * upstream and `/mcp` aggregated. Transport-level checks happen here, before any message
+ * reaches a session: Host (DNS rebinding), Origin [S-SESS-4], protocol version header
+ * [S-SESS-6], content type, Accept, body size, JSON-RPC framing.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { AuditEmitter } from '../audit/events.ts';
+import type { WardenConfig } from '../config/schema.ts';
+import type { Session } from '../gateway/session.ts';
+import { Stream } from '../gateway/streams.ts';
+import {
+  ErrorCode,
+  errorResponse,
+  isNotification,
+  isRequest,
+  isResponse,
+  type JsonRpcMessage,
+  type JsonRpcRequest,
+  parseBody,
+} from '../mcp/jsonrpc.ts';
+import { DEFAULT_HEADER_VERSION, isSupportedVersion } from '../mcp/protocol.ts';
+import type { Identity } from '../pipeline/types.ts';
+
+/** Outcome of authenticating an HTTP request (issue 3 plugs the protected resource in here). */
+export type AuthResult =
+  | { ok: true; identity: Identity }
+  | {
+      ok: false;
+      status: number;
+      headers: Record<string, string>;
+      body: Record<string, unknown>;
+      reason: string;
+    };
+
+export type Authenticator = (req: IncomingMessage, endpointPath: string) => Promise<AuthResult>;
+
+/** Authentication off: everyone is `anonymous`. Only for loopback development setups. */
+export const anonymous: Authenticator = async () => ({
+  ok: true,
+  identity: { user: 'anonymous', scopes: [] },
+});
+
+export interface HttpServerDeps {
+  config: WardenConfig;
+  audit: AuditEmitter;
+  serverNames: ReadonlySet<string>;
+  authenticate: Authenticator;
+  /** Creates a session for `single` (server name) or the aggregated endpoint. */
+  createSession(identity: Identity, single: string | undefined): Session;
+  log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  isReady(): boolean;
+  /** Extra routes (well-known metadata, OAuth endpoints) tried before the MCP routes. */
+  extraRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean> | boolean;
+}
+
+const SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'cache-control': 'no-store',
+};
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    ...SECURITY_HEADERS,
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(text)),
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** A JSON-RPC error sent with an HTTP status (transport-level rejection). */
+function rpcError(
+  res: ServerResponse,
+  status: number,
+  code: number,
+  message: string,
+  headers?: Record<string, string>,
+): void {
+  sendJson(res, status, errorResponse(null, code, message), headers);
+}
+
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export class GatewayHttpServer {
+  readonly server: http.Server;
+  readonly sessions = new Map<string, Session>();
+  readonly #deps: HttpServerDeps;
+  #allowedHosts = new Set<string>();
+  #allowedOrigins = new Set<string>();
+  #draining = false;
+  readonly #inflight = new Set<Promise<unknown>>();
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(deps: HttpServerDeps) {
+    this.#deps = deps;
+    this.server = http.createServer(
+      { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 30_000 },
+      (req, res) => {
+        const p = this.#handle(req, res).catch((err: unknown) => {
+          deps.log('error', `unhandled error: ${err instanceof Error ? err.stack : String(err)}`);
+          if (!res.headersSent) rpcError(res, 500, ErrorCode.InternalError, 'Internal error');
+          else res.end();
+        });
+        this.#inflight.add(p);
+        void p.finally(() => this.#inflight.delete(p));
+      },
+    );
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  async listen(): Promise<AddressInfo> {
+    const { host, port } = this.#deps.config.listen;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = this.server.address() as AddressInfo;
+    this.#computeAllowlists(addr.port);
+    const idle = this.#deps.config.limits.sessionIdleMs;
+    this.#sweeper = setInterval(() => this.#sweep(idle), Math.min(idle, 60_000));
+    this.#sweeper.unref();
+    return addr;
+  }
+
+  #computeAllowlists(port: number): void {
+    const { host, publicUrl, allowedOrigins, allowedHosts } = this.#deps.config.listen;
+    const hosts = new Set<string>(allowedHosts.map((h) => h.toLowerCase()));
+    const origins = new Set<string>(allowedOrigins);
+    const loopback = ['localhost', '127.0.0.1', '[::1]'];
+    const bindLoopback =
+      host === '127.0.0.1' || host === 'localhost' || host === '::1' || host.startsWith('127.');
+    if (bindLoopback) {
+      for (const h of loopback) {
+        hosts.add(`${h}:${port}`);
+        origins.add(`http://${h}:${port}`);
+      }
+    } else {
+      hosts.add(`${host.includes(':') ? `[${host}]` : host}:${port}`);
+    }
+    if (publicUrl) {
+      const u = new URL(publicUrl);
+      hosts.add(u.host.toLowerCase());
+      origins.add(u.origin);
+    }
+    this.#allowedHosts = hosts;
+    this.#allowedOrigins = origins;
+  }
+
+  #sweep(idleMs: number): void {
+    const now = Date.now();
+    for (const s of this.sessions.values()) {
+      if (now - s.lastSeen > idleMs) {
+        this.#deps.audit({
+          type: 'session.expired',
+          decision: 'info',
+          reason: 'idle_timeout',
+          session: s.id,
+        });
+        void s.close('idle_timeout');
+      }
+    }
+  }
+
+  #reject(req: IncomingMessage, res: ServerResponse, status: number, reason: string, message: string): void {
+    this.#deps.audit({
+      type: 'http.rejected',
+      decision: 'deny',
+      reason,
+      actor: { user: 'unknown', ip: req.socket.remoteAddress ?? '' },
+      detail: { method: req.method, path: (req.url ?? '').slice(0, 200), status },
+    });
+    rpcError(res, status, ErrorCode.InvalidRequest, message);
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const rawUrl = req.url ?? '/';
+    const url = new URL(rawUrl, 'http://gateway.invalid');
+    const path = url.pathname;
+    if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (path === '/readyz') {
+      const ready = this.#deps.isReady() && !this.#draining;
+      return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' });
+    }
+    // DNS rebinding: the Host header must name this gateway.
+    const host = (req.headers.host ?? '').toLowerCase();
+    if (!this.#allowedHosts.has(host)) {
+      return this.#reject(req, res, 403, 'host_not_allowed', 'Forbidden: Host header not allowed');
+    }
+    const origin = one(req.headers.origin);
+    if (origin !== undefined && !this.#allowedOrigins.has(origin)) {
+      return this.#reject(req, res, 403, 'origin_not_allowed', 'Forbidden: Origin not allowed');
+    }
+    if (this.#deps.extraRoutes && (await this.#deps.extraRoutes(req, res, url))) return;
+
+    let single: string | undefined;
+    if (path === '/mcp' || path === '/mcp/') single = undefined;
+    else if (path.startsWith('/mcp/')) {
+      single = decodeURIComponent(path.slice(5).replace(/\/$/, ''));
+      if (!this.#deps.serverNames.has(single)) {
+        return rpcError(
+          res,
+          404,
+          ErrorCode.InvalidRequest,
+          `Not found: no server named "${single.slice(0, 64)}"`,
+        );
+      }
+    } else
+      return sendJson(res, 404, {
+        error: 'not_found',
+        error_description: 'No such endpoint. MCP endpoints are /mcp and /mcp/<server>.',
+      });
+
+    if (this.#draining)
+      return rpcError(
+        res,
+        503,
+        ErrorCode.InternalError,
+        'Service unavailable: the gateway is shutting down',
+        { 'retry-after': '5' },
+      );
+
+    const method = req.method ?? 'GET';
+    if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
+      return rpcError(res, 405, ErrorCode.InvalidRequest, 'Method not allowed', {
+        allow: 'GET, POST, DELETE',
+      });
+    }
+
+    const auth = await this.#deps.authenticate(req, path);
+    if (!auth.ok) {
+      this.#deps.audit({
+        type: 'auth.decision',
+        decision: 'deny',
+        reason: auth.reason,
+        actor: { user: 'unknown', ip: req.socket.remoteAddress ?? '' },
+        detail: { path },
+      });
+      return sendJson(res, auth.status, auth.body, auth.headers);
+    }
+    const identity = auth.identity;
+
+    const versionHeader = one(req.headers['mcp-protocol-version']);
+    if (versionHeader !== undefined && !isSupportedVersion(versionHeader)) {
+      return rpcError(
+        res,
+        400,
+        ErrorCode.InvalidRequest,
+        `Bad Request: unsupported MCP-Protocol-Version "${versionHeader.slice(0, 40)}"`,
+      );
+    }
+
+    if (method === 'POST') return this.#post(req, res, identity, single, path);
+    const session = this.#session(req, res, identity, single);
+    if (!session) return;
+    if (method === 'GET') {
+      const accept = String(req.headers.accept ?? '');
+      if (!accept.includes('text/event-stream')) {
+        return rpcError(
+          res,
+          406,
+          ErrorCode.InvalidRequest,
+          'Not Acceptable: a GET stream requires Accept: text/event-stream',
+        );
+      }
+      const last = one(req.headers['last-event-id']);
+      if (last !== undefined) {
+        if (!session.resume(last, res)) {
+          return rpcError(
+            res,
+            404,
+            ErrorCode.InvalidRequest,
+            'Not found: no such stream to resume in this session',
+          );
+        }
+        return;
+      }
+      session.openGetStream(res, { 'mcp-session-id': session.id, ...SECURITY_HEADERS });
+      return;
+    }
+    // DELETE: the client ends its session.
+    await session.close('client_terminated');
+    this.sessions.delete(session.id);
+    sendJson(res, 200, {});
+  }
+
+  /** Finds the session named by the request; answers 400 / 404 itself when there is none. */
+  #session(
+    req: IncomingMessage,
+    res: ServerResponse,
+    identity: Identity,
+    single: string | undefined,
+  ): Session | undefined {
+    const sid = one(req.headers['mcp-session-id']);
+    if (!sid) {
+      rpcError(res, 400, ErrorCode.InvalidRequest, 'Bad Request: Mcp-Session-Id header is required');
+      return undefined;
+    }
+    const s = this.sessions.get(sid);
+    if (!s || s.closed || s.single !== single) {
+      rpcError(res, 404, ErrorCode.InvalidRequest, 'Session not found');
+      return undefined;
+    }
+    if (s.identity.user !== identity.user) {
+      // Another user's session id: indistinguishable from a missing one for the caller [C-SESS-2].
+      this.#deps.audit({
+        type: 'session.hijack_suspected',
+        decision: 'deny',
+        reason: 'session_user_mismatch',
+        session: s.id,
+        actor: { user: identity.user, ip: req.socket.remoteAddress ?? '' },
+      });
+      rpcError(res, 404, ErrorCode.InvalidRequest, 'Session not found');
+      return undefined;
+    }
+    return s;
+  }
+
+  async #readBody(req: IncomingMessage, res: ServerResponse): Promise<string | undefined> {
+    const limit = this.#deps.config.limits.maxBodyBytes;
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      req.resume();
+      rpcError(res, 413, ErrorCode.InvalidRequest, `Payload too large: the limit is ${limit} bytes`, {
+        connection: 'close',
+      });
+      return undefined;
+    }
+    return new Promise((resolve) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let done = false;
+      req.on('data', (c: Buffer) => {
+        if (done) return;
+        size += c.length;
+        if (size > limit) {
+          done = true;
+          rpcError(res, 413, ErrorCode.InvalidRequest, `Payload too large: the limit is ${limit} bytes`, {
+            connection: 'close',
+          });
+          req.resume();
+          resolve(undefined);
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('end', () => {
+        if (done) return;
+        done = true;
+        resolve(Buffer.concat(chunks).toString('utf8'));
+      });
+      req.on('error', () => {
+        if (done) return;
+        done = true;
+        resolve(undefined);
+      });
+    });
+  }
+
+  async #post(
+    req: IncomingMessage,
+    res: ServerResponse,
+    identity: Identity,
+    single: string | undefined,
+    path: string,
+  ): Promise<void> {
+    const ctype = String(req.headers['content-type'] ?? '').toLowerCase();
+    if (!ctype.startsWith('application/json')) {
+      req.resume();
+      return rpcError(
+        res,
+        415,
+        ErrorCode.InvalidRequest,
+        'Unsupported Media Type: Content-Type must be application/json',
+      );
+    }
+    const accept = String(req.headers.accept ?? '');
+    if (
+      !(accept.includes('application/json') && accept.includes('text/event-stream')) &&
+      !accept.includes('*/*')
+    ) {
+      req.resume();
+      return rpcError(
+        res,
+        406,
+        ErrorCode.InvalidRequest,
+        'Not Acceptable: Accept must list application/json and text/event-stream',
+      );
+    }
+    const body = await this.#readBody(req, res);
+    if (body === undefined) return;
+    const sid = one(req.headers['mcp-session-id']);
+    const existing = sid ? this.sessions.get(sid) : undefined;
+    const version =
+      existing?.protocolVersion ?? one(req.headers['mcp-protocol-version']) ?? DEFAULT_HEADER_VERSION;
+    const parsed = parseBody(body, version <= '2025-03-26');
+    if (!parsed.ok) return rpcError(res, 400, parsed.code, parsed.message);
+    const msgs = parsed.messages;
+
+    const init = msgs.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
+    if (init) {
+      if (msgs.length > 1)
+        return rpcError(
+          res,
+          400,
+          ErrorCode.InvalidRequest,
+          'Invalid Request: initialize must not be part of a batch',
+        );
+      if (sid)
+        return rpcError(
+          res,
+          400,
+          ErrorCode.InvalidRequest,
+          'Bad Request: initialize must not carry an Mcp-Session-Id',
+        );
+      return this.#initialize(req, res, identity, single, init, path);
+    }
+    const session = this.#session(req, res, identity, single);
+    if (!session) return;
+    const headers = { 'mcp-session-id': session.id, ...SECURITY_HEADERS };
+    const requests = msgs.filter(isRequest);
+    for (const m of msgs) {
+      if (isNotification(m)) void session.notification(m);
+      else if (isResponse(m)) session.response(m);
+    }
+    if (requests.length === 0) {
+      res.writeHead(202, headers).end();
+      return;
+    }
+    if (!parsed.batch) {
+      const stream = new Stream('post', res, session.streamOptions(headers));
+      await session.request(requests[0]!, stream);
+      return;
+    }
+    // 2025-03-26 batch: answer all requests in one JSON array.
+    const answers = await Promise.all(
+      requests.map(
+        (r) =>
+          new Promise<JsonRpcMessage>((resolve) => {
+            const sink = new BatchSink(resolve);
+            void session.request(r, sink as unknown as Stream);
+          }),
+      ),
+    );
+    sendJson(res, 200, answers, headers);
+  }
+
+  async #initialize(
+    req: IncomingMessage,
+    res: ServerResponse,
+    identity: Identity,
+    single: string | undefined,
+    init: JsonRpcRequest,
+    path: string,
+  ): Promise<void> {
+    if (this.sessions.size >= this.#deps.config.limits.maxSessions) {
+      this.#deps.audit({
+        type: 'session.created',
+        decision: 'deny',
+        reason: 'session_limit',
+        actor: { user: identity.user },
+      });
+      return rpcError(res, 503, ErrorCode.InternalError, 'Service unavailable: too many sessions', {
+        'retry-after': '30',
+      });
+    }
+    const session = this.#deps.createSession(identity, single);
+    const result = await session.initialize(init);
+    if ('error' in result) {
+      await session.close('initialize_failed');
+      return sendJson(res, 200, result);
+    }
+    this.sessions.set(session.id, session);
+    session.onClosed = () => this.sessions.delete(session.id);
+    this.#deps.audit({
+      type: 'session.created',
+      decision: 'allow',
+      reason: 'initialized',
+      session: session.id,
+      server: single,
+      actor: { user: identity.user, ip: req.socket.remoteAddress ?? '' },
+      detail: {
+        path,
+        protocolVersion: session.protocolVersion,
+        client: (init.params?.clientInfo as { name?: unknown } | undefined)?.name,
+      },
+    });
+    sendJson(res, 200, result, { 'mcp-session-id': session.id });
+  }
+
+  /** Stops accepting requests, lets in-flight requests finish (up to `graceMs`), then closes sessions. */
+  async shutdown(graceMs = 10_000): Promise<void> {
+    this.#draining = true;
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const deadline = new Promise((r) => setTimeout(r, graceMs).unref());
+    await Promise.race([Promise.allSettled([...this.#inflight]), deadline]);
+    await Promise.all([...this.sessions.values()].map((s) => s.close('gateway_shutdown')));
+    this.sessions.clear();
+    this.server.closeAllConnections();
+    await closed;
+  }
+}
+
+/** Collects one request's final answer for a JSON batch reply; related messages go to the GET stream. */
+class BatchSink {
+  readonly id = 'batch';
+  state = 'pending';
+  onDone?: () => void;
+  constructor(private readonly done: (m: JsonRpcMessage) => void) {}
+  send(): boolean {
+    return false;
+  }
+  finish(m: JsonRpcMessage): void {
+    this.state = 'done';
+    this.done(m);
+  }
+  end(): void {
+    this.state = 'done';
+  }
+}

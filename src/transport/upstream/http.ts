@@ -1,0 +1,340 @@
+/**
+ * Streamable HTTP connector (MCP basic/transports, 2025-03-26 and later): every message is a
+ * POST; a request's answer is JSON or an SSE stream carrying related messages and then the
+ * response; a GET stream carries server-initiated messages; DELETE ends the session.
+ *
+ * Only headers from configuration (or a credential provider) are sent: nothing from the
+ * downstream request is ever copied here [C-TOK-1].
+ */
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import {
+  ErrorCode,
+  envelopeProblem,
+  errorResponse,
+  type JsonRpcId,
+  type JsonRpcMessage,
+} from '../../mcp/jsonrpc.ts';
+import { SseParser } from '../../mcp/sse.ts';
+import type { UpstreamTransport } from './types.ts';
+
+const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 256, keepAliveMsecs: 10_000 });
+const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256, keepAliveMsecs: 10_000 });
+
+export interface HttpTransportOptions {
+  url: string;
+  /** Static headers (service credentials from config). Evaluated per request when a function. */
+  headers?: Record<string, string> | (() => Promise<Record<string, string>> | Record<string, string>);
+  /** Max bytes of one JSON response or SSE event. */
+  maxMessageBytes?: number;
+  /** Open the GET stream for server-initiated messages after initialisation (default true). */
+  openGetStream?: boolean;
+}
+
+/** Streamable HTTP client side for one upstream MCP session. */
+export class StreamableHttpTransport implements UpstreamTransport {
+  onmessage?: UpstreamTransport['onmessage'];
+  onclose?: UpstreamTransport['onclose'];
+  onlog?: UpstreamTransport['onlog'];
+  readonly #url: URL;
+  readonly #opts: HttpTransportOptions;
+  readonly #agent: http.Agent;
+  readonly #request: typeof http.request;
+  readonly #max: number;
+  #sessionId: string | undefined;
+  #protocolVersion: string | undefined;
+  #closed = false;
+  #getStream: http.ClientRequest | undefined;
+  #getRetryMs = 1000;
+  readonly #inflight = new Set<http.ClientRequest>();
+
+  constructor(opts: HttpTransportOptions) {
+    this.#opts = opts;
+    this.#url = new URL(opts.url);
+    const secure = this.#url.protocol === 'https:';
+    this.#agent = secure ? httpsAgent : httpAgent;
+    this.#request = secure ? https.request : http.request;
+    this.#max = opts.maxMessageBytes ?? 16 * 1024 * 1024;
+  }
+
+  get sessionId(): string | undefined {
+    return this.#sessionId;
+  }
+
+  async start(): Promise<void> {}
+
+  setProtocolVersion(version: string): void {
+    this.#protocolVersion = version;
+  }
+
+  async #headers(extra: Record<string, string>): Promise<Record<string, string>> {
+    const base =
+      typeof this.#opts.headers === 'function' ? await this.#opts.headers() : (this.#opts.headers ?? {});
+    const h: Record<string, string> = { ...base, ...extra };
+    if (this.#sessionId) h['mcp-session-id'] = this.#sessionId;
+    if (this.#protocolVersion) h['mcp-protocol-version'] = this.#protocolVersion;
+    return h;
+  }
+
+  async send(message: JsonRpcMessage): Promise<void> {
+    if (this.#closed) throw new Error('upstream connection is closed');
+    const isReq = 'method' in message && message.id !== undefined;
+    const id = isReq ? (message as { id: JsonRpcId }).id : undefined;
+    const body = JSON.stringify(message);
+    const headers = await this.#headers({
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      'content-length': String(Buffer.byteLength(body)),
+    });
+    const isInit = 'method' in message && message.method === 'initialize';
+    await new Promise<void>((resolve, reject) => {
+      const req = this.#request(this.#url, { method: 'POST', agent: this.#agent, headers }, (res) => {
+        this.#inflight.delete(req);
+        if (isInit) {
+          const sid = res.headers['mcp-session-id'];
+          if (typeof sid === 'string' && /^[\x21-\x7e]{1,256}$/.test(sid)) this.#sessionId = sid;
+        }
+        const status = res.statusCode ?? 0;
+        if (
+          status === 202 ||
+          (status >= 200 && status < 300 && !isReq && res.headers['content-length'] === '0')
+        ) {
+          res.resume();
+          resolve();
+          return;
+        }
+        if (status === 404 && this.#sessionId && !isInit) {
+          res.resume();
+          this.#fail(id, 'upstream session expired (HTTP 404)');
+          this.#end('upstream session expired');
+          resolve();
+          return;
+        }
+        if (status < 200 || status >= 300) {
+          this.#readAll(res, (text) => {
+            const parsed = tryParse(text);
+            if (id !== undefined && typeof parsed === 'object' && parsed !== null && 'error' in parsed) {
+              this.#deliver(parsed, undefined);
+            } else {
+              this.#fail(id, `upstream answered HTTP ${status}`);
+            }
+          });
+          resolve();
+          return;
+        }
+        const ctype = String(res.headers['content-type'] ?? '').toLowerCase();
+        if (ctype.startsWith('text/event-stream')) {
+          this.#readSse(res, id);
+          resolve();
+          return;
+        }
+        if (ctype.startsWith('application/json') || ctype === '') {
+          this.#readAll(res, (text) => {
+            if (text.trim() === '') {
+              if (isReq) this.#fail(id, 'upstream sent an empty response');
+              return;
+            }
+            const parsed = tryParse(text);
+            if (parsed === undefined) {
+              this.#fail(id, 'upstream sent malformed JSON');
+              return;
+            }
+            for (const m of Array.isArray(parsed) ? parsed : [parsed]) this.#deliver(m, id);
+          });
+          resolve();
+          return;
+        }
+        res.resume();
+        this.#fail(id, `upstream sent an unexpected content type "${ctype.slice(0, 60)}"`);
+        resolve();
+      });
+      this.#inflight.add(req);
+      req.on('error', (err) => {
+        this.#inflight.delete(req);
+        if (isReq) {
+          this.#fail(id, `upstream unreachable: ${err.message}`);
+          resolve();
+        } else reject(err);
+      });
+      req.end(body);
+    });
+    if (
+      'method' in message &&
+      message.method === 'notifications/initialized' &&
+      this.#opts.openGetStream !== false
+    ) {
+      this.#openGetStream(undefined);
+    }
+  }
+
+  #deliver(v: unknown, relatedTo: JsonRpcId | undefined): void {
+    const problem = envelopeProblem(v);
+    if (problem) {
+      this.onlog?.('warn', `ignored an invalid JSON-RPC message from the server: ${problem}`);
+      return;
+    }
+    this.onmessage?.(v as JsonRpcMessage, relatedTo === undefined ? {} : { relatedTo });
+  }
+
+  #fail(id: JsonRpcId | undefined, why: string): void {
+    this.onlog?.('warn', why);
+    if (id !== undefined) this.onmessage?.(errorResponse(id, ErrorCode.UpstreamUnavailable, why), {});
+  }
+
+  #readAll(res: IncomingMessage, done: (text: string) => void): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    res.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > this.#max) {
+        over = true;
+        res.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    res.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', () => {
+      if (over) this.onlog?.('warn', 'upstream response exceeded the size limit');
+      done('');
+    });
+  }
+
+  /** Reads an SSE response; if it breaks before the response to `id` arrives, resumes with GET. */
+  #readSse(res: IncomingMessage, id: JsonRpcId | undefined, isGet = false): void {
+    let answered = false;
+    let retryMs = 1000;
+    const parser = new SseParser((e) => {
+      if (e.retry !== undefined) retryMs = Math.min(Math.max(e.retry, 100), 60_000);
+      if (e.event !== 'message' || e.data === '') return;
+      const parsed = tryParse(e.data);
+      if (parsed === undefined) {
+        this.onlog?.('warn', 'ignored a malformed SSE data frame from the server');
+        return;
+      }
+      for (const m of Array.isArray(parsed) ? parsed : [parsed]) {
+        if (
+          id !== undefined &&
+          typeof m === 'object' &&
+          m !== null &&
+          !('method' in m) &&
+          (m as { id?: unknown }).id === id
+        )
+          answered = true;
+        this.#deliver(m, isGet ? undefined : id);
+      }
+    }, this.#max);
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      try {
+        parser.push(chunk);
+      } catch (err) {
+        this.onlog?.('warn', `upstream SSE stream rejected: ${(err as Error).message}`);
+        res.destroy();
+      }
+    });
+    const ended = () => {
+      parser.end();
+      if (this.#closed) return;
+      if (isGet) {
+        this.#getStream = undefined;
+        setTimeout(() => this.#openGetStream(parser.lastEventId), this.#getRetryMs).unref();
+        return;
+      }
+      if (id !== undefined && !answered) {
+        if (parser.lastEventId) {
+          setTimeout(() => this.#resume(parser.lastEventId!, id), retryMs).unref();
+        } else this.#fail(id, 'upstream closed the stream before responding');
+      }
+    };
+    res.on('end', ended);
+    res.on('error', ended);
+  }
+
+  async #resume(lastEventId: string, id: JsonRpcId): Promise<void> {
+    if (this.#closed) return;
+    const headers = await this.#headers({ accept: 'text/event-stream', 'last-event-id': lastEventId });
+    const req = this.#request(this.#url, { method: 'GET', agent: this.#agent, headers }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        this.#fail(id, `upstream refused to resume the stream (HTTP ${res.statusCode})`);
+        return;
+      }
+      this.#readSse(res, id);
+    });
+    req.on('error', (err) => this.#fail(id, `upstream unreachable while resuming: ${err.message}`));
+    req.end();
+  }
+
+  async #openGetStream(lastEventId: string | undefined): Promise<void> {
+    if (this.#closed || this.#getStream) return;
+    const extra: Record<string, string> = { accept: 'text/event-stream' };
+    if (lastEventId) extra['last-event-id'] = lastEventId;
+    const headers = await this.#headers(extra);
+    const req = this.#request(this.#url, { method: 'GET', agent: this.#agent, headers }, (res) => {
+      if (res.statusCode !== 200 || !String(res.headers['content-type']).startsWith('text/event-stream')) {
+        res.resume();
+        this.#getStream = undefined;
+        if (res.statusCode !== 405)
+          this.onlog?.('debug', `upstream GET stream not available (HTTP ${res.statusCode})`);
+        return;
+      }
+      this.#getRetryMs = 1000;
+      this.#readSse(res, undefined, true);
+    });
+    this.#getStream = req;
+    req.on('error', () => {
+      this.#getStream = undefined;
+      this.#getRetryMs = Math.min(this.#getRetryMs * 2, 30_000);
+      if (!this.#closed) setTimeout(() => this.#openGetStream(lastEventId), this.#getRetryMs).unref();
+    });
+    req.end();
+  }
+
+  #end(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#getStream?.destroy();
+    for (const r of this.#inflight) r.destroy();
+    this.#inflight.clear();
+    this.onclose?.(reason);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    const sid = this.#sessionId;
+    this.#end('closed');
+    if (!sid) return;
+    // Best effort: tell the server the session is over (DELETE); 405 is allowed.
+    try {
+      const headers = { ...(await this.#headers({})), 'mcp-session-id': sid };
+      await new Promise<void>((resolve) => {
+        const req = this.#request(
+          this.#url,
+          { method: 'DELETE', agent: this.#agent, headers, timeout: 2000 },
+          (res) => {
+            res.resume();
+            resolve();
+          },
+        );
+        req.on('error', () => resolve());
+        req.on('timeout', () => {
+          req.destroy();
+          resolve();
+        });
+        req.end();
+      });
+    } catch {
+      // ignore: the session ends on our side regardless
+    }
+  }
+}
+
+function tryParse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
