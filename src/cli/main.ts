@@ -17,6 +17,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: 'config check FILE: validate a configuration file',
     load: () => import('./commands/config.ts'),
   },
+  tools: {
+    summary: 'tools pending|diff|approve|reject|history|rollback|manifest: tool-definition approvals',
+    load: () => import('./commands/tools.ts'),
+  },
+  inventory: {
+    summary: 'list upstream servers, versions and approved tool hashes',
+    load: () => import('./commands/inventory.ts'),
+  },
   detect: {
     summary: 'detect --input FILE.jsonl: score samples with the gateway detectors',
     load: () => import('./commands/detect.ts'),

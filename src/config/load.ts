@@ -108,6 +108,21 @@ export function resolveReferences(value: unknown, issues: ConfigIssue[], opts: R
 export function parseConfig(raw: unknown, source = 'config', opts: ResolveOptions = {}): WardenConfig {
   const issues: ConfigIssue[] = [];
   const resolved = resolveReferences(raw ?? {}, issues, opts);
+  const servers = (resolved as { servers?: unknown }).servers;
+  if (Array.isArray(servers)) {
+    const seen = new Map<unknown, number>();
+    servers.forEach((s: unknown, i) => {
+      const name = s && typeof s === 'object' ? (s as { name?: unknown }).name : undefined;
+      if (typeof name !== 'string') return;
+      const prev = seen.get(name);
+      if (prev !== undefined)
+        issues.push({
+          path: `servers[${i}].name`,
+          message: `duplicate server name "${name}" (also servers[${prev}].name); names must be unique`,
+        });
+      else seen.set(name, i);
+    });
+  }
   const result = configSchema.safeParse(resolved);
   if (!result.success) {
     for (const issue of result.error.issues)

@@ -158,22 +158,7 @@ export const configSchema = z
       })
       .strict()
       .default({ level: 'info' }),
-    servers: z
-      .array(serverSchema)
-      .min(1, 'configure at least one upstream server')
-      .superRefine((servers, ctx) => {
-        const seen = new Map<string, number>();
-        servers.forEach((s, i) => {
-          const prev = seen.get(s.name);
-          if (prev !== undefined)
-            ctx.addIssue({
-              code: 'custom',
-              path: [i, 'name'],
-              message: `duplicate server name "${s.name}" (also servers[${prev}].name); names must be unique`,
-            });
-          seen.set(s.name, i);
-        });
-      }),
+    servers: z.array(serverSchema).min(1, 'configure at least one upstream server'),
   })
   .strict();
 
