@@ -208,7 +208,13 @@ export class GatewayHttpServer {
     let single: string | undefined;
     if (path === '/mcp' || path === '/mcp/') single = undefined;
     else if (path.startsWith('/mcp/')) {
-      single = decodeURIComponent(path.slice(5).replace(/\/$/, ''));
+      let name: string;
+      try {
+        name = decodeURIComponent(path.slice(5).replace(/\/$/, ''));
+      } catch {
+        name = path.slice(5);
+      }
+      single = name;
       if (!this.#deps.serverNames.has(single)) {
         return rpcError(
           res,
