@@ -60,7 +60,6 @@ const CODE: Record<string, string[]> = {
   'C-AI-3': ['src/guard/content/unicode.ts'],
   'C-AI-4': ['src/guard/content/secrets.ts', 'src/guard/content/rules.ts'],
   'C-BOX-5': ['src/gateway/upstream-client.ts'],
-  'S-SESS-2': 'the gateway re-authenticates every request and binds sessions to the identity; identities are anonymous until issue 3 lands',
   'C-ARCH-3': ['src/config/load.ts'],
   'C-IR-1': ['src/store/'],
   'C-IR-2': ['src/auth/resource/jwks.ts'],
@@ -93,6 +92,8 @@ const PARTIAL: Record<string, string> = {
       NOT_WIRED_TOOLS,
     ]),
   ),
+  'S-SESS-2':
+    'the gateway re-authenticates every request and binds sessions to the identity; identities are anonymous until issue 3 lands',
   'C-ARCH-3':
     'loopback-only default with Origin/Host checks; authentication on by default arrives with issue 4',
   'C-AUTHN-1':

@@ -10,6 +10,9 @@ import { JsonlSink } from './audit/jsonl.ts';
 import type { WardenConfig } from './config/schema.ts';
 import { Session } from './gateway/session.ts';
 import { defaultTransportFactory, type TransportFactory } from './gateway/upstream-client.ts';
+import { createToolGuardInterceptor, ToolGuard } from './guard/tools/guard.ts';
+import { SqlitePinStore } from './guard/tools/pins-sqlite.ts';
+import { scanTool } from './guard/tools/scan.ts';
 import { Pipeline } from './pipeline/chain.ts';
 import type { Interceptor } from './pipeline/types.ts';
 import { type Authenticator, anonymous, GatewayHttpServer } from './transport/http-server.ts';
@@ -48,7 +51,24 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
   const logger =
     opts.logger ?? pino({ level: config.log.level, base: { svc: 'mcp-warden' } }, pino.destination(2));
   const audit = new AuditLog([new JsonlSink(config.audit.jsonl), ...(opts.auditSinks ?? [])]);
-  const pipeline = new Pipeline(opts.interceptors ?? []);
+  const interceptors = [...(opts.interceptors ?? [])];
+  let pins: SqlitePinStore | undefined;
+  if (config.tools.pinning !== 'off') {
+    pins = new SqlitePinStore(config.state.sqlite);
+    const guard = new ToolGuard({
+      store: pins,
+      tofu: config.tools.pinning === 'tofu',
+      scan: config.tools.scan
+        ? (server, def, kind) => {
+            if (kind !== 'tool') return { action: 'allow', findings: [] };
+            const r = scanTool(def as unknown as Parameters<typeof scanTool>[0], { server });
+            return { action: r.action, findings: r.findings };
+          }
+        : undefined,
+    });
+    interceptors.push(createToolGuardInterceptor(guard));
+  }
+  const pipeline = new Pipeline(interceptors);
   const factory = opts.transportFactory ?? defaultTransportFactory(opts.launcher);
   const servers = config.servers;
   const byName = new Map(servers.map((s) => [s.name, s]));
@@ -98,6 +118,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
         await httpServer.shutdown(graceMs);
         audit.emit({ type: 'gateway.stop', decision: 'info', reason: 'stopped' });
         await audit.close();
+        pins?.close();
       })();
       return closing;
     },

@@ -158,6 +158,19 @@ export const configSchema = z
       })
       .strict()
       .default({ level: 'info' }),
+    tools: z
+      .object({
+        /**
+         * Tool-definition pinning [C-TOOL-3..5]: `off` forwards definitions untouched; `tofu`
+         * approves the first version seen and quarantines every later change; `approve` serves
+         * only definitions an operator approved (`mcp-warden tools approve`).
+         */
+        pinning: z.enum(['off', 'tofu', 'approve']).default('off'),
+        /** Scan definitions for poisoning; high and critical findings quarantine [C-TOOL-2]. */
+        scan: z.boolean().default(true),
+      })
+      .strict()
+      .default({ pinning: 'off', scan: true }),
     servers: z.array(serverSchema).min(1, 'configure at least one upstream server'),
   })
   .strict();

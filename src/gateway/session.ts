@@ -511,7 +511,7 @@ export class Session {
   #deliver(msg: JsonRpcMessage, stream: Tag): void {
     if (stream && stream.state !== 'done' && stream.send(msg)) return;
     const get = this.#getStreams.at(-1);
-    if (get && get.send(msg)) return;
+    if (get?.send(msg)) return;
     this.#backlog.push(msg);
     if (this.#backlog.length > 1000) {
       this.#backlog.shift();
