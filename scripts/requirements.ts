@@ -67,7 +67,8 @@ const CODE: Record<string, string[]> = {
 
 const NOT_WIRED_AUTH =
   'validator built and tested against a real IdP; not yet enforced by the running gateway (issue 3)';
-const NOT_WIRED_TOOLS = 'built and tested as a module; not yet in the running gateway pipeline (issue 6)';
+const NOT_WIRED_TOOLS =
+  'in the gateway pipeline when tools.pinning is tofu or approve (opt-in, default off); cross-server shadowing not yet checked at run time (issue 6)';
 
 /** Implemented in part: the reason is shown in the matrix. */
 const PARTIAL: Record<string, string> = {

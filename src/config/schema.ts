@@ -50,7 +50,7 @@ const stdioServer = z
     transport: z.literal('stdio'),
     command: z.string().min(1, 'must name the program to start'),
     args: z.array(z.string()).default([]),
-    /** Environment given to the child. The gateway's own environment is NOT inherited (only PATH, HOME, LANG). */
+    /** Environment given to the child. The gateway's own environment is NOT inherited (only PATH, HOME, LANG, LC_ALL, TZ, TMPDIR). */
     env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
     cwd: z.string().optional(),
     restart: z

@@ -153,7 +153,18 @@ export class Session {
     const results = await Promise.all(
       [...this.#upstreams.entries()].map(async ([name, c]) => {
         try {
-          const res = await c.initialize({ ...params, protocolVersion: this.protocolVersion });
+          const initReq: JsonRpcRequest = {
+            ...req,
+            params: { ...params, protocolVersion: this.protocolVersion },
+          };
+          const res = await this.#deps.pipeline.request(
+            this.#ctx(name, 'client-to-server'),
+            initReq,
+            async (r) => {
+              const answer = await c.initialize(r.params ?? {});
+              return { ...answer, id: r.id } as JsonRpcResponse;
+            },
+          );
           return { name, res };
         } catch (err) {
           return { name, res: errorResponse(req.id, ErrorCode.UpstreamUnavailable, (err as Error).message) };
@@ -415,7 +426,7 @@ export class Session {
   async notification(n: JsonRpcNotification): Promise<void> {
     this.lastSeen = Date.now();
     const targets: string[] = [];
-    let msg = n;
+    const msg = n;
     if (n.method === 'notifications/cancelled') {
       const id = n.params?.requestId as JsonRpcId | undefined;
       if (id === undefined) return;
@@ -440,7 +451,6 @@ export class Session {
       );
       return;
     }
-    if (n.method === 'notifications/progress') msg = n; // progress for a server request: same token space per server
     await Promise.all(
       targets.map((name) => {
         const c = this.#upstreams.get(name);
@@ -519,6 +529,12 @@ export class Session {
         session: this.#short,
       });
     }
+  }
+
+  /** Whether a client holds a stream of this session open (an idle GET listener is not idle). */
+  get hasOpenStreams(): boolean {
+    for (const s of this.#streams.values()) if (s.attached) return true;
+    return false;
   }
 
   /** Opens a GET stream for server-initiated messages. */

@@ -7,7 +7,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AuditEmitter } from '../audit/events.ts';
-import type { WardenConfig } from '../config/schema.ts';
+import { isLoopbackHost, type WardenConfig } from '../config/schema.ts';
 import type { Session } from '../gateway/session.ts';
 import { Stream } from '../gateway/streams.ts';
 import {
@@ -162,7 +162,7 @@ export class GatewayHttpServer {
   #sweep(idleMs: number): void {
     const now = Date.now();
     for (const s of this.sessions.values()) {
-      if (now - s.lastSeen > idleMs) {
+      if (now - s.lastSeen > idleMs && !s.hasOpenStreams) {
         this.#deps.audit({
           type: 'session.expired',
           decision: 'info',

@@ -15,7 +15,7 @@ export interface Launcher {
 }
 
 /** Variables passed from the gateway's own environment to children (nothing secret). */
-const INHERITED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'NODE_OPTIONS_SAFE'];
+const INHERITED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR'];
 
 /**
  * Plain process launcher: no isolation beyond a separate process and an allowlisted
