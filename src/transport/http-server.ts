@@ -140,8 +140,7 @@ export class GatewayHttpServer {
     const hosts = new Set<string>(allowedHosts.map((h) => h.toLowerCase()));
     const origins = new Set<string>(allowedOrigins);
     const loopback = ['localhost', '127.0.0.1', '[::1]'];
-    const bindLoopback =
-      host === '127.0.0.1' || host === 'localhost' || host === '::1' || host.startsWith('127.');
+    const bindLoopback = isLoopbackHost(host);
     if (bindLoopback) {
       for (const h of loopback) {
         hosts.add(`${h}:${port}`);
