@@ -22,7 +22,7 @@ import type { Pipeline } from '../pipeline/chain.ts';
 import type { Identity, PipelineContext } from '../pipeline/types.ts';
 import { decodeCursor, encodeCursor, qualifyName, qualifyUri, splitName, splitUri } from './names.ts';
 import { parseEventId, Stream, type StreamOptions } from './streams.ts';
-import { type Pending, type TransportFactory, UpstreamClient } from './upstream-client.ts';
+import { isCancelledAnswer, type Pending, type TransportFactory, UpstreamClient } from './upstream-client.ts';
 
 export interface SessionDeps {
   pipeline: Pipeline;
@@ -70,6 +70,8 @@ export class Session {
     { resolve: (r: JsonRpcResponse) => void; timer: NodeJS.Timeout; server: string; upstreamId: JsonRpcId }
   >();
   onClosed?: () => void;
+  /** Client request ids the client cancelled while they were in flight. */
+  readonly #cancelled = new Set<JsonRpcId>();
 
   constructor(
     identity: Identity,
@@ -270,6 +272,11 @@ export class Session {
       this.#deps.log('error', `request failed: ${(err as Error).message}`);
       res = errorResponse(req.id, ErrorCode.InternalError, 'Internal error');
     }
+    if (this.#cancelled.delete(req.id) || isCancelledAnswer(res)) {
+      // Cancelled by the client: MCP says no response is sent; just end the stream.
+      stream.end();
+      return;
+    }
     stream.finish(res);
   }
 
@@ -290,7 +297,9 @@ export class Session {
             `Unknown ${req.method === 'tools/call' ? 'tool' : 'prompt'}: ${String(params.name).slice(0, 200)}`,
           );
         const res = await this.#forward(q.server, { ...req, params: { ...params, name: q.name } }, stream);
-        return req.method === 'tools/call' ? this.#qualifyContent(q.server, res) : res;
+        return req.method === 'tools/call'
+          ? this.#qualifyContent(q.server, res)
+          : this.#qualifyPrompt(q.server, res);
       }
       case 'resources/read':
       case 'resources/subscribe':
@@ -399,25 +408,26 @@ export class Session {
     return { jsonrpc: '2.0', id: req.id, result };
   }
 
+  /** Qualifies resource URIs in prompt messages (`messages[].content`) on the aggregated endpoint. */
+  #qualifyPrompt(server: string, res: JsonRpcResponse): JsonRpcResponse {
+    if (!('result' in res) || !Array.isArray(res.result.messages)) return res;
+    const messages = (res.result.messages as Record<string, unknown>[]).map((m) => {
+      const c = m.content as Record<string, unknown> | undefined;
+      if (!c || typeof c !== 'object') return m;
+      const q = qualifyBlock(server, c);
+      return q === c ? m : { ...m, content: q };
+    });
+    return { ...res, result: { ...res.result, messages } };
+  }
+
   /** Qualifies resource URIs inside tool results so the client can read them through /mcp. */
   #qualifyContent(server: string, res: JsonRpcResponse): JsonRpcResponse {
     if (!('result' in res) || !Array.isArray(res.result.content)) return res;
     let changed = false;
     const content = (res.result.content as Record<string, unknown>[]).map((c) => {
-      if (c.type === 'resource_link' && typeof c.uri === 'string') {
-        changed = true;
-        return { ...c, uri: qualifyUri(server, c.uri) };
-      }
-      if (
-        c.type === 'resource' &&
-        c.resource &&
-        typeof (c.resource as Record<string, unknown>).uri === 'string'
-      ) {
-        changed = true;
-        const r = c.resource as Record<string, unknown>;
-        return { ...c, resource: { ...r, uri: qualifyUri(server, r.uri as string) } };
-      }
-      return c;
+      const q = qualifyBlock(server, c);
+      if (q !== c) changed = true;
+      return q;
     });
     return changed ? { ...res, result: { ...res.result, content } } : res;
   }
@@ -432,6 +442,7 @@ export class Session {
       if (id === undefined) return;
       for (const [name, c] of this.#upstreams) {
         if (c.has(id)) {
+          this.#cancelled.add(id);
           await this.#deps.pipeline.notification(this.#ctx(name, 'client-to-server'), n, async () => {
             c.cancel(id, n.params?.reason);
           });
@@ -480,6 +491,7 @@ export class Session {
     req: JsonRpcRequest,
     related: Pending<Tag> | undefined,
   ): Promise<JsonRpcResponse> {
+    if (this.closed) return errorResponse(req.id, ErrorCode.UpstreamUnavailable, 'session closed');
     return this.#deps.pipeline.serverRequest(this.#ctx(server, 'server-to-client'), req, (r) => {
       const downId = `w${this.#nextServerReq++}`;
       return new Promise<JsonRpcResponse>((resolve) => {
@@ -578,4 +590,14 @@ export class Session {
     });
     this.onClosed?.();
   }
+}
+
+/** Qualifies the URI of a `resource_link` or embedded `resource` content block; other blocks unchanged. */
+function qualifyBlock(server: string, c: Record<string, unknown>): Record<string, unknown> {
+  if (c.type === 'resource_link' && typeof c.uri === 'string')
+    return { ...c, uri: qualifyUri(server, c.uri) };
+  const r = c.resource as Record<string, unknown> | undefined;
+  if (c.type === 'resource' && r && typeof r.uri === 'string')
+    return { ...c, resource: { ...r, uri: qualifyUri(server, r.uri) } };
+  return c;
 }

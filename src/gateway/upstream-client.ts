@@ -43,6 +43,13 @@ export interface UpstreamHandlers<T> {
 
 export type TransportFactory = (server: ServerConfig) => UpstreamTransport;
 
+const cancelledAnswers = new WeakSet<object>();
+
+/** True for the placeholder a cancelled request settles with: the client gets no response (MCP cancellation). */
+export function isCancelledAnswer(res: JsonRpcResponse): boolean {
+  return cancelledAnswers.has(res);
+}
+
 /** Builds the transport for a configured server. */
 export function defaultTransportFactory(launcher?: Launcher): TransportFactory {
   return (server) => {
@@ -116,7 +123,7 @@ export class UpstreamClient<T> {
 
   async #connect(): Promise<void> {
     const t = this.#factory(this.server);
-    t.onmessage = (m) => this.#inbound(m);
+    t.onmessage = (m, meta) => this.#inbound(m, meta.relatedTo);
     t.onlog = (level, msg) => this.#handlers.onLog(level, msg);
     t.onclose = (reason) => this.#down(t, reason);
     this.#transport = t;
@@ -206,6 +213,9 @@ export class UpstreamClient<T> {
       const params: Record<string, unknown> = { requestId: p.upstreamId };
       if (typeof reason === 'string') params.reason = reason;
       void this.notify({ jsonrpc: '2.0', method: 'notifications/cancelled', params });
+      const answer = errorResponse(p.downstreamId, ErrorCode.RequestCancelled, 'Request cancelled');
+      cancelledAnswers.add(answer);
+      p.resolve(answer);
       return true;
     }
     return false;
@@ -231,7 +241,8 @@ export class UpstreamClient<T> {
     return last;
   }
 
-  #inbound(m: JsonRpcMessage): void {
+  #inbound(m: JsonRpcMessage, relatedTo?: JsonRpcId): void {
+    if (this.#closing) return;
     if (isResponse(m)) {
       if (typeof m.id !== 'number') {
         this.#handlers.onLog('warn', 'ignored a response with an id the gateway never sent');
@@ -244,8 +255,9 @@ export class UpstreamClient<T> {
       p.resolve({ ...m, id: p.downstreamId } as JsonRpcResponse);
       return;
     }
+    const hinted = typeof relatedTo === 'number' ? this.#pending.get(relatedTo) : undefined;
     if (isRequest(m)) {
-      const related = this.#related(m);
+      const related = hinted ?? this.#related(m);
       this.#handlers.onServerRequest(m, related).then(
         (res) => this.#transport?.send({ ...res, id: m.id } as JsonRpcResponse).catch(() => {}),
         () =>
@@ -261,6 +273,8 @@ export class UpstreamClient<T> {
       const token = n.params?.progressToken;
       for (const p of this.#pending.values()) if (p.progressToken === token) related = p;
       if (!related) return; // progress for nothing in flight: drop
+    } else if (hinted) {
+      related = hinted;
     } else if (n.method === 'notifications/message') {
       related = this.#related(n);
     }
@@ -268,7 +282,7 @@ export class UpstreamClient<T> {
   }
 
   #down(t: UpstreamTransport, reason: string): void {
-    if (t !== this.#transport) return;
+    if (t !== this.#transport || this.#closing) return;
     this.#up = false;
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);

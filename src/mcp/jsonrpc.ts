@@ -53,6 +53,8 @@ export const ErrorCode = {
   UpstreamUnavailable: -32002,
   /** Gateway: the request was denied by a security control. */
   Forbidden: -32003,
+  /** Placeholder for a request the client cancelled (never sent to the client). */
+  RequestCancelled: -32800,
   /** MCP: URL elicitation required. */
   UrlElicitationRequired: -32042,
 } as const;

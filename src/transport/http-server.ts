@@ -436,8 +436,9 @@ export class GatewayHttpServer {
     if (!session) return;
     const headers = { 'mcp-session-id': session.id, ...SECURITY_HEADERS };
     const requests = msgs.filter(isRequest);
+    // Notifications are forwarded before the 202 so that a later request cannot overtake them upstream.
     for (const m of msgs) {
-      if (isNotification(m)) void session.notification(m);
+      if (isNotification(m)) await session.notification(m);
       else if (isResponse(m)) session.response(m);
     }
     if (requests.length === 0) {

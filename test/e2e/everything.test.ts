@@ -389,23 +389,22 @@ for (const k of CASES) {
       );
     });
 
-    it(k.aggregated
-      ? 'prompts/get: an embedded resource is qualified like in tool results, so it can be read through /mcp'
-      : 'prompts/get: an embedded resource arrives with its upstream URI', {
-      todo: k.aggregated
-        ? 'gateway bug: Session.#aggregate (src/gateway/session.ts, case prompts/get) qualifies tools/call content only'
-        : false,
-    }, async () => {
-      const res = await t.client.getPrompt({
-        name: name('resource-prompt'),
-        arguments: { resourceType: 'Text', resourceId: '2' },
-      });
-      const embedded = res.messages[1]?.content;
-      assert.ok(embedded && embedded.type === 'resource');
-      assert.equal(embedded.resource.uri, uri('demo://resource/dynamic/text/2'));
-      const read = await t.client.readResource({ uri: embedded.resource.uri });
-      assert.match(String((read.contents[0] as { text?: string }).text), /^Resource 2:/);
-    });
+    it(
+      k.aggregated
+        ? 'prompts/get: an embedded resource is qualified like in tool results, so it can be read through /mcp'
+        : 'prompts/get: an embedded resource arrives with its upstream URI',
+      async () => {
+        const res = await t.client.getPrompt({
+          name: name('resource-prompt'),
+          arguments: { resourceType: 'Text', resourceId: '2' },
+        });
+        const embedded = res.messages[1]?.content;
+        assert.ok(embedded && embedded.type === 'resource');
+        assert.equal(embedded.resource.uri, uri('demo://resource/dynamic/text/2'));
+        const read = await t.client.readResource({ uri: embedded.resource.uri });
+        assert.match(String((read.contents[0] as { text?: string }).text), /^Resource 2:/);
+      },
+    );
 
     it('completion/complete: prompt arguments (with context) and resource template variables', async () => {
       const byPrompt = await t.client.complete({

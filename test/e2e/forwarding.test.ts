@@ -279,9 +279,7 @@ describe('cancellation', () => {
     });
   }
 
-  it('after notifications/cancelled the gateway ends the cancelled request stream (no response, no open connection left behind)', {
-    todo: 'gateway bug: UpstreamClient.cancel (src/gateway/upstream-client.ts) drops the pending entry without settling it, so Session.request never finishes the stream',
-  }, async () => {
+  it('after notifications/cancelled the gateway ends the cancelled request stream (no response, no open connection left behind)', async () => {
     const url = gw.endpoint('web');
     const s = await rawSession(url);
     const headers = { 'mcp-session-id': s.sid, 'mcp-protocol-version': s.version };
@@ -438,9 +436,7 @@ describe('session end', () => {
     await t.client.close();
   });
 
-  it('a client ending its session is not audited as an upstream failure', {
-    todo: 'gateway bug: UpstreamClient.#down (src/gateway/upstream-client.ts) reports the close it caused itself, Session turns it into upstream.failed',
-  }, async () => {
+  it('a client ending its session is not audited as an upstream failure', async () => {
     const { t } = await connect('web');
     const sid = t.http!.sessionId!;
     await t.close();
@@ -458,9 +454,7 @@ describe('session end', () => {
 });
 
 describe('late upstream requests', () => {
-  it('a session closed before its stdio upstream asks for roots leaves nothing behind: the late roots/list is not held for the request timeout', {
-    todo: 'gateway bug: Session.#fromServerRequest (src/gateway/session.ts) accepts server requests after close() and arms a requestTimeoutMs timer nobody clears',
-  }, async () => {
+  it('a session closed before its stdio upstream asks for roots leaves nothing behind: the late roots/list is not held for the request timeout', async () => {
     // server-everything asks a roots-capable client for roots 350 ms after initialisation; the
     // client leaves at once, so the request arrives while the upstream process is shutting down.
     const g = await startTestGateway([everythingStdio('late', { marker: `warden-e2e-late-${TAG}` })], {

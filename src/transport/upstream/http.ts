@@ -46,6 +46,9 @@ export class StreamableHttpTransport implements UpstreamTransport {
   #closed = false;
   #getStream: http.ClientRequest | undefined;
   #getRetryMs = 1000;
+  /** Pending while the first GET stream is being established (see send). */
+  #getReady: Promise<void> | undefined;
+  #onGetSettled: (() => void) | undefined;
   readonly #inflight = new Set<http.ClientRequest>();
 
   constructor(opts: HttpTransportOptions) {
@@ -78,6 +81,9 @@ export class StreamableHttpTransport implements UpstreamTransport {
 
   async send(message: JsonRpcMessage): Promise<void> {
     if (this.#closed) throw new Error('upstream connection is closed');
+    // Server-initiated messages go to the GET stream; let it be established before the first
+    // request after initialisation, or an SDK server may drop messages meant for it.
+    if (this.#getReady) await this.#getReady;
     const isReq = 'method' in message && message.id !== undefined;
     const id = isReq ? (message as { id: JsonRpcId }).id : undefined;
     const body = JSON.stringify(message);
@@ -163,7 +169,18 @@ export class StreamableHttpTransport implements UpstreamTransport {
       message.method === 'notifications/initialized' &&
       this.#opts.openGetStream !== false
     ) {
-      this.#openGetStream(undefined);
+      let release: () => void = () => {};
+      const ready = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const timer = setTimeout(release, 2000);
+      timer.unref();
+      this.#getReady = ready.then(() => {
+        clearTimeout(timer);
+        this.#getReady = undefined;
+      });
+      this.#onGetSettled = release;
+      void this.#openGetStream(undefined);
     }
   }
 
@@ -256,6 +273,7 @@ export class StreamableHttpTransport implements UpstreamTransport {
     if (this.#closed) return;
     const headers = await this.#headers({ accept: 'text/event-stream', 'last-event-id': lastEventId });
     const req = this.#request(this.#url, { method: 'GET', agent: this.#agent, headers }, (res) => {
+      this.#settleGet();
       if (res.statusCode !== 200) {
         res.resume();
         this.#fail(id, `upstream refused to resume the stream (HTTP ${res.statusCode})`);
@@ -268,11 +286,15 @@ export class StreamableHttpTransport implements UpstreamTransport {
   }
 
   async #openGetStream(lastEventId: string | undefined): Promise<void> {
-    if (this.#closed || this.#getStream) return;
+    if (this.#closed || this.#getStream) {
+      this.#settleGet();
+      return;
+    }
     const extra: Record<string, string> = { accept: 'text/event-stream' };
     if (lastEventId) extra['last-event-id'] = lastEventId;
     const headers = await this.#headers(extra);
     const req = this.#request(this.#url, { method: 'GET', agent: this.#agent, headers }, (res) => {
+      this.#settleGet();
       if (res.statusCode !== 200 || !String(res.headers['content-type']).startsWith('text/event-stream')) {
         res.resume();
         this.#getStream = undefined;
@@ -285,11 +307,18 @@ export class StreamableHttpTransport implements UpstreamTransport {
     });
     this.#getStream = req;
     req.on('error', () => {
+      this.#settleGet();
       this.#getStream = undefined;
       this.#getRetryMs = Math.min(this.#getRetryMs * 2, 30_000);
       if (!this.#closed) setTimeout(() => this.#openGetStream(lastEventId), this.#getRetryMs).unref();
     });
     req.end();
+  }
+
+  #settleGet(): void {
+    const f = this.#onGetSettled;
+    this.#onGetSettled = undefined;
+    f?.();
   }
 
   #end(reason: string): void {
