@@ -70,6 +70,9 @@ export class Session {
     { resolve: (r: JsonRpcResponse) => void; timer: NodeJS.Timeout; server: string; upstreamId: JsonRpcId }
   >();
   onClosed?: () => void;
+  /** Stream ids: a random per-session prefix and a counter (no CSPRNG call per request). */
+  readonly #streamPrefix = randomBytes(6).toString('base64url');
+  #streamCounter = 0;
   /** Client request ids the client cancelled while they were in flight. */
   readonly #cancelled = new Set<JsonRpcId>();
 
@@ -138,7 +141,9 @@ export class Session {
   }
 
   streamOptions(headers: Record<string, string>): StreamOptions {
+    this.#streamCounter += 1;
     return {
+      id: `${this.#streamPrefix}${this.#streamCounter.toString(36).padStart(8, '0')}`,
       priming: supportsPriming(this.protocolVersion),
       replay: this.#deps.replayEvents,
       retryMs: 1000,

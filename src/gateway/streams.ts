@@ -5,7 +5,6 @@
  * messages. Each SSE event has an id `<streamId>.<seq>`: unique across the session's streams,
  * so a `Last-Event-ID` names exactly one stream and replays only that stream [S-SESS-7].
  */
-import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { JsonRpcMessage } from '../mcp/jsonrpc.ts';
 import { encodeSse } from '../mcp/sse.ts';
@@ -18,6 +17,8 @@ interface Stored {
 }
 
 export interface StreamOptions {
+  /** Stream id: 16 characters of [A-Za-z0-9_-], unique within the session. */
+  id: string;
   /** Send the priming event (id + empty data) when SSE starts (2025-11-25 clients). */
   priming: boolean;
   /** Events kept for resumption. */
@@ -48,7 +49,7 @@ export class Stream {
   onDone?: () => void;
 
   constructor(kind: 'post' | 'get', res: ServerResponse, opts: StreamOptions) {
-    this.id = randomBytes(12).toString('base64url');
+    this.id = opts.id;
     this.kind = kind;
     this.#res = res;
     this.#opts = opts;

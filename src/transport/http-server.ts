@@ -87,6 +87,17 @@ function rpcError(
   sendJson(res, status, errorResponse(null, code, message), headers);
 }
 
+const headerCache = new WeakMap<Session, Record<string, string>>();
+/** Response headers of a session's MCP responses (built once per session; callers must not mutate). */
+function responseHeaders(session: Session): Record<string, string> {
+  let h = headerCache.get(session);
+  if (!h) {
+    h = { 'mcp-session-id': session.id, ...SECURITY_HEADERS };
+    headerCache.set(session, h);
+  }
+  return h;
+}
+
 function one(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
@@ -292,7 +303,7 @@ export class GatewayHttpServer {
         }
         return;
       }
-      session.openGetStream(res, { 'mcp-session-id': session.id, ...SECURITY_HEADERS });
+      session.openGetStream(res, responseHeaders(session));
       return;
     }
     // DELETE: the client ends its session.
@@ -434,7 +445,7 @@ export class GatewayHttpServer {
     }
     const session = this.#session(req, res, identity, single);
     if (!session) return;
-    const headers = { 'mcp-session-id': session.id, ...SECURITY_HEADERS };
+    const headers = responseHeaders(session);
     const requests = msgs.filter(isRequest);
     // Notifications are forwarded before the 202 so that a later request cannot overtake them upstream.
     for (const m of msgs) {

@@ -6,8 +6,11 @@
  * Only headers from configuration (or a credential provider) are sent: nothing from the
  * downstream request is ever copied here [C-TOK-1].
  */
-import http, { type IncomingMessage } from 'node:http';
+import http from 'node:http';
 import https from 'node:https';
+import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import { type Dispatcher, Pool } from 'undici';
 import {
   ErrorCode,
   envelopeProblem,
@@ -18,8 +21,21 @@ import {
 import { SseParser } from '../../mcp/sse.ts';
 import type { UpstreamTransport } from './types.ts';
 
-const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 256, keepAliveMsecs: 10_000 });
-const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256, keepAliveMsecs: 10_000 });
+/** Long-lived GET streams and rare requests (resume, DELETE): one socket each, not pooled with POSTs. */
+const httpAgent = new http.Agent({ keepAlive: true, keepAliveMsecs: 10_000 });
+const httpsAgent = new https.Agent({ keepAlive: true, keepAliveMsecs: 10_000 });
+const POST_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+
+/** POSTs go through one keep-alive undici pool per upstream origin, shared by all sessions. */
+const pools = new Map<string, Pool>();
+function poolFor(url: URL): Pool {
+  let p = pools.get(url.origin);
+  if (!p) {
+    p = new Pool(url.origin, { connections: 128, keepAliveTimeout: 10_000, pipelining: 1 });
+    pools.set(url.origin, p);
+  }
+  return p;
+}
 
 export interface HttpTransportOptions {
   url: string;
@@ -41,6 +57,9 @@ export class StreamableHttpTransport implements UpstreamTransport {
   readonly #agent: http.Agent;
   readonly #request: typeof http.request;
   readonly #max: number;
+  readonly #pool: Pool;
+  readonly #path: string;
+  readonly #posts = new Set<AbortController>();
   #sessionId: string | undefined;
   #protocolVersion: string | undefined;
   #closed = false;
@@ -58,6 +77,8 @@ export class StreamableHttpTransport implements UpstreamTransport {
     this.#agent = secure ? httpsAgent : httpAgent;
     this.#request = secure ? https.request : http.request;
     this.#max = opts.maxMessageBytes ?? 16 * 1024 * 1024;
+    this.#pool = poolFor(this.#url);
+    this.#path = `${this.#url.pathname}${this.#url.search}`;
   }
 
   get sessionId(): string | undefined {
@@ -87,83 +108,68 @@ export class StreamableHttpTransport implements UpstreamTransport {
     const isReq = 'method' in message && message.id !== undefined;
     const id = isReq ? (message as { id: JsonRpcId }).id : undefined;
     const body = JSON.stringify(message);
-    const headers = await this.#headers({
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-      'content-length': String(Buffer.byteLength(body)),
-    });
+    const headers = await this.#headers(POST_HEADERS);
     const isInit = 'method' in message && message.method === 'initialize';
-    await new Promise<void>((resolve, reject) => {
-      const req = this.#request(this.#url, { method: 'POST', agent: this.#agent, headers }, (res) => {
-        this.#inflight.delete(req);
-        if (isInit) {
-          const sid = res.headers['mcp-session-id'];
-          if (typeof sid === 'string' && /^[\x21-\x7e]{1,256}$/.test(sid)) this.#sessionId = sid;
+    const ac = new AbortController();
+    this.#posts.add(ac);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.#pool.request({ path: this.#path, method: 'POST', headers, body, signal: ac.signal });
+    } catch (err) {
+      this.#posts.delete(ac);
+      if (isReq) {
+        this.#fail(id, `upstream unreachable: ${(err as Error).message}`);
+        return;
+      }
+      throw err;
+    }
+    this.#posts.delete(ac);
+    if (isInit) {
+      const sid = res.headers['mcp-session-id'];
+      if (typeof sid === 'string' && /^[\x21-\x7e]{1,256}$/.test(sid)) this.#sessionId = sid;
+    }
+    const status = res.statusCode;
+    const stream = res.body;
+    if (
+      status === 202 ||
+      (status >= 200 && status < 300 && !isReq && res.headers['content-length'] === '0')
+    ) {
+      stream.resume();
+    } else if (status === 404 && this.#sessionId && !isInit) {
+      stream.resume();
+      this.#fail(id, 'upstream session expired (HTTP 404)');
+      this.#end('upstream session expired');
+    } else if (status < 200 || status >= 300) {
+      this.#readAll(stream, (text) => {
+        const parsed = tryParse(text);
+        if (id !== undefined && typeof parsed === 'object' && parsed !== null && 'error' in parsed) {
+          this.#deliver(parsed, undefined);
+        } else {
+          this.#fail(id, `upstream answered HTTP ${status}`);
         }
-        const status = res.statusCode ?? 0;
-        if (
-          status === 202 ||
-          (status >= 200 && status < 300 && !isReq && res.headers['content-length'] === '0')
-        ) {
-          res.resume();
-          resolve();
-          return;
-        }
-        if (status === 404 && this.#sessionId && !isInit) {
-          res.resume();
-          this.#fail(id, 'upstream session expired (HTTP 404)');
-          this.#end('upstream session expired');
-          resolve();
-          return;
-        }
-        if (status < 200 || status >= 300) {
-          this.#readAll(res, (text) => {
-            const parsed = tryParse(text);
-            if (id !== undefined && typeof parsed === 'object' && parsed !== null && 'error' in parsed) {
-              this.#deliver(parsed, undefined);
-            } else {
-              this.#fail(id, `upstream answered HTTP ${status}`);
-            }
-          });
-          resolve();
-          return;
-        }
-        const ctype = String(res.headers['content-type'] ?? '').toLowerCase();
-        if (ctype.startsWith('text/event-stream')) {
-          this.#readSse(res, id);
-          resolve();
-          return;
-        }
-        if (ctype.startsWith('application/json') || ctype === '') {
-          this.#readAll(res, (text) => {
-            if (text.trim() === '') {
-              if (isReq) this.#fail(id, 'upstream sent an empty response');
-              return;
-            }
-            const parsed = tryParse(text);
-            if (parsed === undefined) {
-              this.#fail(id, 'upstream sent malformed JSON');
-              return;
-            }
-            for (const m of Array.isArray(parsed) ? parsed : [parsed]) this.#deliver(m, id);
-          });
-          resolve();
-          return;
-        }
-        res.resume();
+      });
+    } else {
+      const ctype = String(res.headers['content-type'] ?? '').toLowerCase();
+      if (ctype.startsWith('text/event-stream')) {
+        this.#readSse(stream, id);
+      } else if (ctype.startsWith('application/json') || ctype === '') {
+        this.#readAll(stream, (text) => {
+          if (text.trim() === '') {
+            if (isReq) this.#fail(id, 'upstream sent an empty response');
+            return;
+          }
+          const parsed = tryParse(text);
+          if (parsed === undefined) {
+            this.#fail(id, 'upstream sent malformed JSON');
+            return;
+          }
+          for (const m of Array.isArray(parsed) ? parsed : [parsed]) this.#deliver(m, id);
+        });
+      } else {
+        stream.resume();
         this.#fail(id, `upstream sent an unexpected content type "${ctype.slice(0, 60)}"`);
-        resolve();
-      });
-      this.#inflight.add(req);
-      req.on('error', (err) => {
-        this.#inflight.delete(req);
-        if (isReq) {
-          this.#fail(id, `upstream unreachable: ${err.message}`);
-          resolve();
-        } else reject(err);
-      });
-      req.end(body);
-    });
+      }
+    }
     if (
       'method' in message &&
       message.method === 'notifications/initialized' &&
@@ -198,7 +204,7 @@ export class StreamableHttpTransport implements UpstreamTransport {
     if (id !== undefined) this.onmessage?.(errorResponse(id, ErrorCode.UpstreamUnavailable, why), {});
   }
 
-  #readAll(res: IncomingMessage, done: (text: string) => void): void {
+  #readAll(res: Readable, done: (text: string) => void): void {
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
@@ -219,7 +225,7 @@ export class StreamableHttpTransport implements UpstreamTransport {
   }
 
   /** Reads an SSE response; if it breaks before the response to `id` arrives, resumes with GET. */
-  #readSse(res: IncomingMessage, id: JsonRpcId | undefined, isGet = false): void {
+  #readSse(res: Readable, id: JsonRpcId | undefined, isGet = false): void {
     let answered = false;
     let retryMs = 1000;
     const parser = new SseParser((e) => {
@@ -242,10 +248,11 @@ export class StreamableHttpTransport implements UpstreamTransport {
         this.#deliver(m, isGet ? undefined : id);
       }
     }, this.#max);
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
+    // Decode explicitly: undici's body stream ignores setEncoding.
+    const decoder = new StringDecoder('utf8');
+    res.on('data', (chunk: Buffer | string) => {
       try {
-        parser.push(chunk);
+        parser.push(typeof chunk === 'string' ? chunk : decoder.write(chunk));
       } catch (err) {
         this.onlog?.('warn', `upstream SSE stream rejected: ${(err as Error).message}`);
         res.destroy();
@@ -327,6 +334,8 @@ export class StreamableHttpTransport implements UpstreamTransport {
     this.#getStream?.destroy();
     for (const r of this.#inflight) r.destroy();
     this.#inflight.clear();
+    for (const a of this.#posts) a.abort();
+    this.#posts.clear();
     this.onclose?.(reason);
   }
 
