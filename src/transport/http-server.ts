@@ -197,8 +197,9 @@ export class GatewayHttpServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const rawUrl = req.url ?? '/';
-    const url = new URL(rawUrl, 'http://gateway.invalid');
-    const path = url.pathname;
+    const q = rawUrl.indexOf('?');
+    // The raw path (no dot-segment normalisation): "/mcp/a/../b" names no server and gets 404.
+    const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
       const ready = this.#deps.isReady() && !this.#draining;
@@ -213,7 +214,11 @@ export class GatewayHttpServer {
     if (origin !== undefined && !this.#allowedOrigins.has(origin)) {
       return this.#reject(req, res, 403, 'origin_not_allowed', 'Forbidden: Origin not allowed');
     }
-    if (this.#deps.extraRoutes && (await this.#deps.extraRoutes(req, res, url))) return;
+    const isMcp = path === '/mcp' || path.startsWith('/mcp/');
+    if (!isMcp && this.#deps.extraRoutes) {
+      const url = new URL(rawUrl, 'http://gateway.invalid');
+      if (await this.#deps.extraRoutes(req, res, url)) return;
+    }
 
     let single: string | undefined;
     if (path === '/mcp' || path === '/mcp/') single = undefined;

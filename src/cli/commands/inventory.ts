@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { makeVisible } from '../../guard/tools/approval.ts';
 import { type InventoryServer, inventory } from '../../guard/tools/inventory.ts';
 import { SqlitePinStore } from '../../guard/tools/pins-sqlite.ts';
-import { type CommandIO, DEFAULT_DB } from './tools.ts';
+import { type CommandIO, DEFAULT_DB, resolveDbPath } from './tools.ts';
 
 /** One-line description for the command list of `mcp-warden --help`. */
 export const summary = 'inventory [--server S] [--json]: upstream servers, versions and approved tool hashes';
@@ -16,11 +16,12 @@ const processIO: CommandIO = {
   err: (t) => process.stderr.write(t),
 };
 
-const USAGE = `usage: mcp-warden inventory [--db FILE] [--server S] [--json]
+const USAGE = `usage: mcp-warden inventory [--config FILE | --db FILE] [--server S] [--json]
 
-  --db FILE    pin database (default ${DEFAULT_DB})
-  --server S   only this server
-  --json       machine-readable output
+  --config FILE  the gateway configuration: use its state.sqlite
+  --db FILE      pin database (default ${DEFAULT_DB})
+  --server S     only this server
+  --json         machine-readable output
 `;
 
 const vis = (s: string): string => makeVisible(s).text;
@@ -50,9 +51,9 @@ function print(servers: InventoryServer[], io: CommandIO): void {
   }
 }
 
-/** Runs `mcp-warden inventory` and returns the exit code (0 done, 1 no database, 2 usage). */
+/** Runs `mcp-warden inventory` and returns the exit code (0 done, 1 no database, 2 usage or unreadable configuration). */
 export async function run(argv: string[], io: CommandIO = processIO): Promise<number> {
-  let values: { db?: string; server?: string; json?: boolean; help?: boolean };
+  let values: { db?: string; config?: string; server?: string; json?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -60,6 +61,7 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
       allowPositionals: false,
       options: {
         db: { type: 'string' },
+        config: { type: 'string' },
         server: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -73,11 +75,18 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
     io.out(USAGE);
     return 0;
   }
+  let db: string;
+  try {
+    db = resolveDbPath(values);
+  } catch (err) {
+    io.err(`${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
   let store: SqlitePinStore;
   try {
-    store = new SqlitePinStore(values.db ?? DEFAULT_DB, { mustExist: true });
+    store = new SqlitePinStore(db, { mustExist: true });
   } catch (err) {
-    io.err(`cannot open ${values.db ?? DEFAULT_DB}: ${err instanceof Error ? err.message : String(err)}\n`);
+    io.err(`cannot open ${db}: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
   try {

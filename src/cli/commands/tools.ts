@@ -5,6 +5,7 @@
  */
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile } from '../../config/load.ts';
 import {
   ApprovalError,
   Approvals,
@@ -34,6 +35,24 @@ export const summary =
 /** Default database of the gateway. */
 export const DEFAULT_DB = './data/warden.db';
 
+/**
+ * The pin database a command works on: `--db FILE`, else `state.sqlite` of the configuration
+ * file `--config FILE` (the same file the gateway uses), else {@link DEFAULT_DB}. Both at once
+ * is a usage error. Throws an Error with a message meant for the operator.
+ */
+export function resolveDbPath(values: { db?: string | undefined; config?: string | undefined }): string {
+  if (values.db !== undefined && values.config !== undefined)
+    throw new Error('give either --db or --config, not both');
+  if (values.db !== undefined) return values.db;
+  if (values.config === undefined) return DEFAULT_DB;
+  try {
+    return loadConfigFile(values.config).state.sqlite;
+  } catch (err) {
+    if (err instanceof ConfigError) throw new Error(err.message);
+    throw err;
+  }
+}
+
 const USAGE = `usage: mcp-warden tools <command> [options]
 
 commands:
@@ -46,6 +65,7 @@ commands:
   manifest SERVER                              manifest payload of what is approved (to sign)
 
 options:
+  --config FILE  the gateway configuration: use its state.sqlite
   --db FILE      pin database (default ${DEFAULT_DB})
   --kind KIND    tool | prompt | resourceTemplate, when a name is ambiguous
   --by WHO       who decides (default: cli:<login name>)
@@ -128,11 +148,18 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
   const kindOpt = kind ? { kind: kind as DefinitionKind } : {};
   const json = (v: unknown): void => io.out(`${JSON.stringify(v, null, 2)}\n`);
 
+  let db: string;
+  try {
+    db = resolveDbPath(values);
+  } catch (err) {
+    io.err(`${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
   let store: SqlitePinStore;
   try {
-    store = new SqlitePinStore(values.db ?? DEFAULT_DB, { mustExist: true });
+    store = new SqlitePinStore(db, { mustExist: true });
   } catch (err) {
-    io.err(`cannot open ${values.db ?? DEFAULT_DB}: ${err instanceof Error ? err.message : String(err)}\n`);
+    io.err(`cannot open ${db}: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
   const approvals = new Approvals(store);
@@ -223,6 +250,7 @@ function parse(argv: string[]) {
     strict: true,
     options: {
       db: { type: 'string' },
+      config: { type: 'string' },
       kind: { type: 'string' },
       by: { type: 'string' },
       reason: { type: 'string' },

@@ -40,6 +40,7 @@ import {
   verifyManifest,
 } from './manifest.ts';
 import type { Definition, DefinitionKey, DefinitionKind, PinnedVersion, PinStore } from './pins.ts';
+import type { OtherServer } from './scan.ts';
 import {
   DEFAULT_LIMITS,
   type DefinitionLimits,
@@ -160,6 +161,49 @@ export function refusalMessage(kind: DefinitionKind, name: string, refusal: Call
   }
 }
 
+/** Options of {@link otherServersFrom}. */
+export interface OtherServersOptions {
+  /** Only these servers (e.g. the configured ones); default every server in the store. */
+  servers?: Iterable<string>;
+}
+
+/**
+ * The tools of every server except `server`, as the shadowing check [C-TOOL-6] needs them: per
+ * server, each tool that has a served approved version (its served definition) or that the
+ * upstream advertises now in a version not rejected (pending definitions count: a name that is
+ * on offer, approved or not, can be imitated). Read from the pin store, so it reflects what every
+ * gateway instance sharing the store has seen. Versions that fail an integrity check are skipped.
+ */
+export function otherServersFrom(
+  store: PinStore,
+  server: string,
+  opts: OtherServersOptions = {},
+): OtherServer[] {
+  const only = opts.servers ? new Set(opts.servers) : undefined;
+  const byServer = new Map<string, Array<{ name: string; description?: string }>>();
+  const read = (key: DefinitionKey, hash: string | null): PinnedVersion | undefined => {
+    if (hash === null) return undefined;
+    try {
+      return store.version(key, hash);
+    } catch {
+      return undefined;
+    }
+  };
+  for (const s of store.states()) {
+    if (s.kind !== 'tool' || s.server === server || (only && !only.has(s.server))) continue;
+    const served = read(s, s.served);
+    const current = s.upstream === s.served ? undefined : read(s, s.upstream);
+    const v =
+      served?.status === 'approved' ? served : current && current.status !== 'rejected' ? current : undefined;
+    if (!v) continue;
+    const description = v.definition.description;
+    const list = byServer.get(s.server) ?? [];
+    list.push(typeof description === 'string' ? { name: s.name, description } : { name: s.name });
+    byServer.set(s.server, list);
+  }
+  return [...byServer].map(([name, tools]) => ({ name, tools }));
+}
+
 interface Prepared {
   key: DefinitionKey;
   hash: DefinitionHash;
@@ -190,6 +234,19 @@ export class ToolGuard {
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.#compiler = new SchemaCompiler(opts.dialects ? { dialects: opts.dialects } : {});
     this.#now = opts.now ?? (() => new Date());
+  }
+
+  /** The pin store. */
+  get store(): PinStore {
+    return this.#store;
+  }
+
+  /**
+   * The tools the other servers offer (served approved or advertised and not rejected), for the
+   * cross-server shadowing check [C-TOOL-6]. See {@link otherServersFrom}.
+   */
+  otherServers(server: string, opts: OtherServersOptions = {}): OtherServer[] {
+    return otherServersFrom(this.#store, server, opts);
   }
 
   /** The compiler (and its cache of validators by hash). */
@@ -388,7 +445,7 @@ export class ToolGuard {
             decision: p.verdict.action === 'quarantine' ? 'deny' : 'info',
             reason:
               p.verdict.action === 'quarantine' ? 'definition_scan_quarantined' : 'definition_scan_flagged',
-            detail: { kind, hash: p.hash, findings: p.verdict.findings.length },
+            detail: { kind, hash: p.hash, findings: p.verdict.findings.length, ...findingSummary(p.verdict) },
           });
       }
     }
@@ -533,6 +590,24 @@ export class ToolGuard {
   interceptor(): Interceptor {
     return createToolGuardInterceptor(this);
   }
+}
+
+/**
+ * What an audit event may say about scanner findings: the rule ids, and for shadowing findings
+ * [C-TOOL-6] the other servers named (never the matched text).
+ */
+function findingSummary(v: ScanVerdict): { rules: string[]; otherServers?: string[] } {
+  const rules = new Set<string>();
+  const others = new Set<string>();
+  for (const f of v.findings) {
+    if (!isObject(f)) continue;
+    if (typeof f.rule === 'string') rules.add(f.rule.slice(0, 100));
+    if (Array.isArray(f.otherServers))
+      for (const o of f.otherServers) if (typeof o === 'string') others.add(o.slice(0, 64));
+  }
+  const out: { rules: string[]; otherServers?: string[] } = { rules: [...rules].slice(0, 50) };
+  if (others.size > 0) out.otherServers = [...others].sort();
+  return out;
 }
 
 function changeEvent(base: Omit<AuditInput, 'decision' | 'reason'>, c: DefinitionChange): AuditInput {
