@@ -7,12 +7,13 @@ import { readFileSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import { AuditLog, type AuditSink } from './audit/events.ts';
 import { JsonlSink } from './audit/jsonl.ts';
+import { createGatewayAuth, type GatewayAuth } from './auth/resource/gateway-auth.ts';
 import type { WardenConfig } from './config/schema.ts';
 import { Session } from './gateway/session.ts';
 import { defaultTransportFactory, type TransportFactory } from './gateway/upstream-client.ts';
 import { createToolGuardInterceptor, ToolGuard } from './guard/tools/guard.ts';
 import { SqlitePinStore } from './guard/tools/pins-sqlite.ts';
-import { scanTool } from './guard/tools/scan.ts';
+import { makeScanHook } from './guard/tools/scan-hook.ts';
 import { Pipeline } from './pipeline/chain.ts';
 import type { Interceptor } from './pipeline/types.ts';
 import { type Authenticator, anonymous, GatewayHttpServer } from './transport/http-server.ts';
@@ -28,6 +29,8 @@ export interface GatewayOptions {
   /** Extra audit sinks (tests use a MemorySink). */
   auditSinks?: AuditSink[];
   authenticate?: Authenticator;
+  /** Test seams for the protected resource (fetch for JWKS/introspection, replay cache). */
+  authDeps?: { fetch?: typeof fetch };
   launcher?: Launcher;
   transportFactory?: TransportFactory;
   logger?: Logger;
@@ -59,11 +62,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
       store: pins,
       tofu: config.tools.pinning === 'tofu',
       scan: config.tools.scan
-        ? (server, def, kind) => {
-            if (kind !== 'tool') return { action: 'allow', findings: [] };
-            const r = scanTool(def as unknown as Parameters<typeof scanTool>[0], { server });
-            return { action: r.action, findings: r.findings };
-          }
+        ? makeScanHook(pins, undefined, { servers: config.servers.map((x) => x.name) })
         : undefined,
     });
     interceptors.push(createToolGuardInterceptor(guard));
@@ -78,11 +77,21 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     fields: Record<string, unknown> = {},
   ) => logger[level](fields, msg);
 
+  let authenticate = opts.authenticate ?? anonymous;
+  let authRoutes: GatewayAuth['routes'] | undefined;
+  if (!opts.authenticate && config.auth.mode === 'oauth') {
+    const ga = createGatewayAuth(config, audit.emit, opts.authDeps ?? {});
+    authenticate = ga.authenticate;
+    authRoutes = ga.routes;
+  }
+  const toolScopes = new Map(config.servers.map((x) => [x.name, x.toolScopes]));
   const httpServer = new GatewayHttpServer({
     config,
     audit: audit.emit,
     serverNames: new Set(byName.keys()),
-    authenticate: opts.authenticate ?? anonymous,
+    authenticate,
+    toolScopes: (server, tool) => toolScopes.get(server)?.[tool] ?? [],
+    extraRoutes: authRoutes ? (req, res, url) => authRoutes(req, res, url) : undefined,
     log,
     isReady: () => true,
     createSession: (identity, single) =>

@@ -25,6 +25,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: 'list upstream servers, versions and approved tool hashes',
     load: () => import('./commands/inventory.ts'),
   },
+  scan: {
+    summary: 'scan --config FILE [--server S] | --url URL | --sse URL | --stdio CMD: audit definitions',
+    load: () => import('./commands/scan.ts'),
+  },
   detect: {
     summary: 'detect --input FILE.jsonl: score samples with the gateway detectors',
     load: () => import('./commands/detect.ts'),

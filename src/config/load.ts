@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { isAbsolute } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type WardenConfig, type WardenConfigInput } from './schema.ts';
+import { configSchema, isLoopbackHost, type WardenConfig, type WardenConfigInput } from './schema.ts';
 
 /** One problem in a configuration, with the dotted path it concerns. */
 export interface ConfigIssue {
@@ -128,8 +128,32 @@ export function parseConfig(raw: unknown, source = 'config', opts: ResolveOption
     for (const issue of result.error.issues)
       issues.push({ path: formatPath(issue.path), message: describeIssue(issue) });
   }
+  if (result.success) crossCheck(result.data, issues);
   if (issues.length > 0) throw new ConfigError(source, issues);
   return (result as { data: WardenConfig }).data;
+}
+
+/** Rules that span several keys. */
+function crossCheck(cfg: WardenConfig, issues: ConfigIssue[]): void {
+  const { auth, listen } = cfg;
+  if (auth.mode === 'none' && !isLoopbackHost(listen.host) && !auth.allowUnauthenticatedRemote) {
+    issues.push({
+      path: 'auth.mode',
+      message: `is "none" but listen.host ${listen.host} is not loopback: configure auth.mode "oauth" (or set auth.allowUnauthenticatedRemote: true, never in production)`,
+    });
+  }
+  if (auth.mode === 'oauth') {
+    if (!listen.publicUrl)
+      issues.push({
+        path: 'listen.publicUrl',
+        message: 'is required when auth.mode is "oauth" (the canonical resource URI tokens are issued for)',
+      });
+    if (auth.issuers.length === 0 && !auth.entra && !auth.introspection)
+      issues.push({
+        path: 'auth.issuers',
+        message: 'configure at least one of auth.issuers, auth.entra, auth.introspection',
+      });
+  }
 }
 
 /** Parses YAML text and validates it. Throws {@link ConfigError} with line numbers for YAML syntax errors. */

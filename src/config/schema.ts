@@ -42,6 +42,10 @@ const serverBase = {
   /** Per-request timeout for calls to this upstream, in milliseconds. */
   timeoutMs: z.number().int().min(100).max(3_600_000).optional(),
   description: z.string().max(500).optional(),
+  /** Scopes a token needs for any request to this server (in addition to auth.requiredScopes). */
+  requiredScopes: z.array(z.string().min(1)).default([]),
+  /** Extra scopes per tool name for tools/call (a 403 insufficient_scope names exactly these). */
+  toolScopes: z.record(z.string(), z.array(z.string().min(1))).default({}),
 };
 
 const stdioServer = z
@@ -158,6 +162,59 @@ export const configSchema = z
       })
       .strict()
       .default({ level: 'info' }),
+    auth: z
+      .object({
+        /**
+         * `none`: every caller is `anonymous` (only allowed on a loopback bind); `oauth`: every
+         * request must carry an access token issued for this gateway [C-AUTHN-2, S-RS-8].
+         */
+        mode: z.enum(['none', 'oauth']).default('none'),
+        /** Trusted issuers (OIDC / OAuth AS); JWKS discovered from the issuer when jwksUri is absent. */
+        issuers: z
+          .array(z.object({ issuer: z.string().url(), jwksUri: z.string().url().optional() }).strict())
+          .default([]),
+        /** Microsoft Entra ID v2 profile. */
+        entra: z
+          .object({
+            tenants: z.array(z.string().min(1)).min(1, 'list at least one allowed tenant id'),
+            audiences: z.array(z.string().min(1)).optional(),
+            authority: z.string().url().optional(),
+          })
+          .strict()
+          .optional(),
+        /** RFC 7662 introspection for opaque tokens. */
+        introspection: z
+          .object({
+            endpoint: z.string().url(),
+            clientId: z.string().min(1),
+            clientSecret: z.string().min(1),
+            maxCacheTtlSec: z.number().int().min(0).max(3600).optional(),
+          })
+          .strict()
+          .optional(),
+        /** Allowed JWS algorithms (asymmetric only by default). */
+        algorithms: z.array(z.string()).optional(),
+        clockSkewSec: z.number().int().min(0).max(300).default(60),
+        /** Require RFC 9068 `typ: at+jwt` (not for Entra). */
+        requireTyp: z.literal('at+jwt').optional(),
+        /** Scopes every MCP request needs. */
+        requiredScopes: z.array(z.string().min(1)).default([]),
+        /** `scopes_supported` in the protected-resource metadata (keep it minimal). */
+        scopesSupported: z.array(z.string().min(1)).default([]),
+        /** `authorization_servers` in the metadata (default: the issuers). */
+        authorizationServers: z.array(z.string().url()).optional(),
+        /** Allow `mode: none` on a non-loopback bind (never do this in production). */
+        allowUnauthenticatedRemote: z.boolean().default(false),
+      })
+      .strict()
+      .default({
+        mode: 'none',
+        issuers: [],
+        clockSkewSec: 60,
+        requiredScopes: [],
+        scopesSupported: [],
+        allowUnauthenticatedRemote: false,
+      }),
     tools: z
       .object({
         /**

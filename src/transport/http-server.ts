@@ -8,6 +8,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AuditEmitter } from '../audit/events.ts';
 import { isLoopbackHost, type WardenConfig } from '../config/schema.ts';
+import { splitName } from '../gateway/names.ts';
 import type { Session } from '../gateway/session.ts';
 import { Stream } from '../gateway/streams.ts';
 import {
@@ -34,7 +35,12 @@ export type AuthResult =
       reason: string;
     };
 
-export type Authenticator = (req: IncomingMessage, endpointPath: string) => Promise<AuthResult>;
+/** Authenticates one HTTP request for an MCP endpoint; `extraScopes` are needed for this message (tool scopes). */
+export type Authenticator = (
+  req: IncomingMessage,
+  endpointPath: string,
+  extraScopes?: readonly string[],
+) => Promise<AuthResult>;
 
 /** Authentication off: everyone is `anonymous`. Only for loopback development setups. */
 export const anonymous: Authenticator = async () => ({
@@ -51,6 +57,8 @@ export interface HttpServerDeps {
   createSession(identity: Identity, single: string | undefined): Session;
   log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   isReady(): boolean;
+  /** Extra scopes a tools/call needs (per-tool rules), by server and tool name. */
+  toolScopes?: (server: string, tool: string) => readonly string[];
   /** Extra routes (well-known metadata, OAuth endpoints) tried before the MCP routes. */
   extraRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean> | boolean;
 }
@@ -450,8 +458,31 @@ export class GatewayHttpServer {
     }
     const session = this.#session(req, res, identity, single);
     if (!session) return;
-    const headers = responseHeaders(session);
     const requests = msgs.filter(isRequest);
+    // Per-tool scopes: a tools/call may need more than the endpoint; 403 names exactly those [S-RS-5].
+    if (this.#deps.toolScopes) {
+      const extra = new Set<string>();
+      for (const r of requests) {
+        if (r.method !== 'tools/call' || typeof r.params?.name !== 'string') continue;
+        const target = single ? { server: single, name: r.params.name } : splitName(r.params.name);
+        if (target) for (const sc of this.#deps.toolScopes(target.server, target.name)) extra.add(sc);
+      }
+      if (extra.size > 0 && [...extra].some((sc) => !identity.scopes.includes(sc))) {
+        const again = await this.#deps.authenticate(req, path, [...extra]);
+        if (!again.ok) {
+          this.#deps.audit({
+            type: 'auth.decision',
+            decision: 'deny',
+            reason: again.reason,
+            session: session.id,
+            actor: { user: identity.user, ip: req.socket.remoteAddress ?? '' },
+            detail: { path, scopes: [...extra] },
+          });
+          return sendJson(res, again.status, again.body, again.headers);
+        }
+      }
+    }
+    const headers = responseHeaders(session);
     // Notifications are forwarded before the 202 so that a later request cannot overtake them upstream.
     for (const m of msgs) {
       if (isNotification(m)) await session.notification(m);

@@ -1,0 +1,203 @@
+/**
+ * The gateway as an OAuth 2.1 protected resource, end to end: a real oidc-provider on
+ * loopback issues the tokens; the gateway validates every request, never forwards the
+ * token, binds sessions to the token's subject and serves RFC 9728 metadata.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { MemorySink } from '../../src/audit/events.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { type RunningGateway, startGateway } from '../../src/gateway.ts';
+import { type RecordingUpstream, startRecordingUpstream } from '../fixtures/recording-upstream.ts';
+import { freePort } from '../helpers/gateway.ts';
+import { startTestOp, type TestOp } from '../helpers/oidc.ts';
+
+const ACCEPT = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+const INIT = JSON.stringify({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+});
+
+describe('Protected resource in the running gateway (RFC 9728, RFC 6750, RFC 8707)', () => {
+  let op: TestOp;
+  let up: RecordingUpstream;
+  let gw: RunningGateway;
+  let sink: MemorySink;
+  let base: string;
+
+  before(async () => {
+    op = await startTestOp();
+    up = await startRecordingUpstream();
+    sink = new MemorySink();
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    const dir = mkdtempSync(join(tmpdir(), 'warden-auth-'));
+    gw = await startGateway(
+      parseConfig({
+        listen: { port, publicUrl: base },
+        audit: { jsonl: join(dir, 'audit.jsonl') },
+        log: { level: 'silent' },
+        auth: { mode: 'oauth', issuers: [{ issuer: op.issuer }], scopesSupported: ['mcp:read'] },
+        servers: [
+          {
+            name: 'rec',
+            transport: 'http',
+            url: up.url,
+            requiredScopes: ['mcp:read'],
+            toolScopes: { echo: ['mcp:write'] },
+          },
+        ],
+      }),
+      { auditSinks: [sink] },
+    );
+  });
+  after(async () => {
+    await gw.close(100);
+    await up.close();
+    await op.close();
+  });
+
+  const token = async (scope = 'mcp:read', resource = `${base}/mcp/rec`) =>
+    (await op.clientCredentials({ resource, scope })).access_token;
+
+  it('[S-RS-1][S-RS-2] serves protected-resource metadata at the path-inserted well-known URI', async () => {
+    const r = await fetch(`${base}/.well-known/oauth-protected-resource/mcp/rec`);
+    assert.equal(r.status, 200);
+    const doc = (await r.json()) as Record<string, unknown>;
+    assert.equal(doc.resource, `${base}/mcp/rec`);
+    assert.deepEqual(doc.authorization_servers, [op.issuer]);
+    assert.deepEqual(doc.bearer_methods_supported, ['header']);
+    const agg = await fetch(`${base}/.well-known/oauth-protected-resource/mcp`);
+    assert.equal(((await agg.json()) as { resource: string }).resource, `${base}/mcp`);
+  });
+
+  it('[S-RS-4][S-RS-8][S-RS-3] answers 401 with a resource_metadata challenge when no token is sent', async () => {
+    const r = await fetch(`${base}/mcp/rec`, { method: 'POST', headers: ACCEPT, body: INIT });
+    assert.equal(r.status, 401);
+    const www = r.headers.get('www-authenticate') ?? '';
+    assert.match(www, /^Bearer /);
+    assert.match(www, new RegExp(`resource_metadata="${base}/.well-known/oauth-protected-resource/mcp/rec"`));
+    assert.match(www, /scope="mcp:read"/);
+    assert.equal(up.requests.length, 0, 'nothing reached the upstream');
+    assert.ok(sink.events.some((e) => e.type === 'auth.decision' && e.decision === 'deny'));
+  });
+
+  it('[C-TOK-2][S-TOK-1] refuses a real token issued for another MCP server of the same IdP', async () => {
+    const other = await token('mcp:read', 'http://127.0.0.1:1/mcp/other');
+    const r = await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...ACCEPT, authorization: `Bearer ${other}` },
+      body: INIT,
+    });
+    assert.equal(r.status, 401);
+    assert.match(r.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+  });
+
+  it('[S-RS-7] refuses a token in the query string', async () => {
+    const t = await token();
+    const r = await fetch(`${base}/mcp/rec?access_token=${t}`, {
+      method: 'POST',
+      headers: ACCEPT,
+      body: INIT,
+    });
+    assert.equal(r.status, 400);
+  });
+
+  it('[C-AUTHN-2][C-TOK-1][S-TOK-2] accepts a valid token and never forwards it upstream', async () => {
+    const t = await token('mcp:read mcp:write');
+    const h = { ...ACCEPT, authorization: `Bearer ${t}` };
+    const init = await fetch(`${base}/mcp/rec`, { method: 'POST', headers: h, body: INIT });
+    assert.equal(init.status, 200);
+    const sid = init.headers.get('mcp-session-id')!;
+    const call = await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...h, 'mcp-session-id': sid },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'tools/call',
+        params: { name: 'echo', arguments: {} },
+      }),
+    });
+    assert.equal(call.status, 200);
+    for (const q of up.requests) {
+      assert.ok(!JSON.stringify(q.headers).includes(t), 'client token leaked to the upstream headers');
+      assert.ok(!q.body.includes(t), 'client token leaked to the upstream body');
+    }
+  });
+
+  it('[S-RS-5] a tool needing more scope gets 403 insufficient_scope naming the scopes this request needs', async () => {
+    const t = await token('mcp:read');
+    const h = { ...ACCEPT, authorization: `Bearer ${t}` };
+    const init = await fetch(`${base}/mcp/rec`, { method: 'POST', headers: h, body: INIT });
+    const sid = init.headers.get('mcp-session-id')!;
+    const before = up.requests.length;
+    const call = await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...h, 'mcp-session-id': sid },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'tools/call',
+        params: { name: 'echo', arguments: {} },
+      }),
+    });
+    assert.equal(call.status, 403);
+    const www = call.headers.get('www-authenticate') ?? '';
+    assert.match(www, /error="insufficient_scope"/);
+    assert.match(www, /scope="mcp:read mcp:write"/);
+    assert.doesNotMatch(www, /mcp:admin/);
+    assert.equal(up.requests.length, before, 'the call was not forwarded');
+  });
+
+  it('[C-SESS-2][C-SESS-4][S-SESS-2] a session id presented with another user token is not found and audited', async () => {
+    const t = await token();
+    const init = await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...ACCEPT, authorization: `Bearer ${t}` },
+      body: INIT,
+    });
+    const sid = init.headers.get('mcp-session-id')!;
+    const now = Math.floor(Date.now() / 1000);
+    const mallory = await op.sign({
+      iss: op.issuer,
+      sub: 'mallory',
+      aud: `${base}/mcp/rec`,
+      scope: 'mcp:read',
+      iat: now,
+      exp: now + 300,
+      client_id: 'other-client',
+    });
+    const r = await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...ACCEPT, authorization: `Bearer ${mallory}`, 'mcp-session-id': sid },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+    });
+    assert.equal(r.status, 404);
+    assert.ok(sink.events.some((e) => e.type === 'session.hijack_suspected' && e.actor?.user === 'mallory'));
+    const noToken = await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...ACCEPT, 'mcp-session-id': sid },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' }),
+    });
+    assert.equal(noToken.status, 401, 'a session id never replaces a token');
+  });
+});
+
+describe('Configuration safety for authentication', () => {
+  it('[C-ARCH-3] refuses auth.mode none on a non-loopback bind', () => {
+    assert.throws(
+      () =>
+        parseConfig({
+          listen: { host: '0.0.0.0' },
+          servers: [{ name: 'a', transport: 'http', url: 'https://x.example/mcp' }],
+        }),
+      /auth\.mode: is "none" but listen\.host 0\.0\.0\.0 is not loopback/,
+    );
+  });
+});
