@@ -8,6 +8,8 @@ import pino, { type Logger } from 'pino';
 import { AuditLog, type AuditSink } from './audit/events.ts';
 import { JsonlSink } from './audit/jsonl.ts';
 import { createGatewayAuth, type GatewayAuth } from './auth/resource/gateway-auth.ts';
+import { createCredentialProvider } from './auth/upstream/factory.ts';
+import type { CredentialProvider } from './auth/upstream/types.ts';
 import type { WardenConfig } from './config/schema.ts';
 import { Session } from './gateway/session.ts';
 import { defaultTransportFactory, type TransportFactory } from './gateway/upstream-client.ts';
@@ -84,6 +86,18 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     authenticate = ga.authenticate;
     authRoutes = ga.routes;
   }
+  const providers = new Map<string, CredentialProvider>();
+  for (const srv of servers) {
+    if (srv.transport !== 'stdio' && srv.auth)
+      providers.set(
+        srv.name,
+        createCredentialProvider({ name: srv.name, url: srv.url }, srv.auth, {
+          // Configured endpoints may be loopback http (validated in config); URLs learned from
+          // metadata still may not reach loopback or private addresses [S-SSRF-1].
+          net: { allowLoopbackHttp: true },
+        }),
+      );
+  }
   const toolScopes = new Map(config.servers.map((x) => [x.name, x.toolScopes]));
   const httpServer = new GatewayHttpServer({
     config,
@@ -103,6 +117,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
         replayEvents: config.limits.streamReplayEvents,
         log,
         version: VERSION,
+        credentials: (srv) => providers.get(srv.name),
       }),
   });
   const addr = await httpServer.listen();

@@ -142,6 +142,20 @@ function crossCheck(cfg: WardenConfig, issues: ConfigIssue[]): void {
       message: `is "none" but listen.host ${listen.host} is not loopback: configure auth.mode "oauth" (or set auth.allowUnauthenticatedRemote: true, never in production)`,
     });
   }
+  cfg.servers.forEach((srv, i) => {
+    if (srv.transport === 'stdio' || !srv.auth) return;
+    const a = srv.auth;
+    if (a.type === 'oauth' || (a.type === 'static' && 'stored' in a && a.stored !== undefined))
+      issues.push({
+        path: `servers[${i}].auth.type`,
+        message: `"${a.type}"${a.type === 'static' ? ' with a stored secret' : ''} needs the encrypted secret store, which this version does not configure yet; use token-exchange, client-credentials or a static value from \${env:…}`,
+      });
+    if (a.type === 'token-exchange' && auth.mode !== 'oauth')
+      issues.push({
+        path: `servers[${i}].auth.type`,
+        message: '"token-exchange" needs auth.mode "oauth" (the subject token is the client token)',
+      });
+  });
   if (auth.mode === 'oauth') {
     if (!listen.publicUrl)
       issues.push({

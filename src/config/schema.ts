@@ -5,6 +5,7 @@
  * Validation errors name the path and what is expected (see ./load.ts for the formatting).
  */
 import { z } from 'zod';
+import { upstreamAuthSchema } from '../auth/upstream/config.ts';
 
 const SERVER_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
@@ -73,6 +74,8 @@ const httpServer = z
     transport: z.literal('http'),
     url: upstreamUrl,
     headers: headerMap.default({}),
+    /** Credentials the gateway obtains for this upstream (never the client's token) [C-TOK-1]. */
+    auth: upstreamAuthSchema.optional(),
   })
   .strict();
 
@@ -82,6 +85,7 @@ const sseServer = z
     transport: z.literal('sse'),
     url: upstreamUrl,
     headers: headerMap.default({}),
+    auth: upstreamAuthSchema.optional(),
   })
   .strict();
 

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { AuditEmitter } from '../audit/events.ts';
+import type { CredentialProvider } from '../auth/upstream/types.ts';
 import type { ServerConfig } from '../config/schema.ts';
 import {
   ErrorCode,
@@ -32,6 +33,8 @@ export interface SessionDeps {
   replayEvents: number;
   log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   version: string;
+  /** The credential provider of an upstream (config `servers[].auth`), if any. */
+  credentials?: (server: ServerConfig) => CredentialProvider | undefined;
 }
 
 type Tag = Stream | undefined;
@@ -120,9 +123,34 @@ export class Session {
           },
         },
         deps.timeoutMs,
+        this.#credentialsFor(s),
       );
       this.#upstreams.set(name, client);
     }
+  }
+
+  /**
+   * The client's validated access token, kept in memory only so that a token-exchange provider
+   * can use it as its subject token. It is never sent to an upstream [C-TOK-1].
+   */
+  #subjectToken: string | undefined;
+
+  /** Records the token of the latest authenticated request (token exchange uses the freshest). */
+  setSubjectToken(token: string | undefined): void {
+    if (token) this.#subjectToken = token;
+  }
+
+  #credentialsFor(server: ServerConfig): (() => Promise<Record<string, string>>) | undefined {
+    const provider = this.#deps.credentials?.(server);
+    if (!provider) return undefined;
+    const resource = 'url' in server ? server.url : server.name;
+    return () =>
+      provider.headersFor({
+        user: this.identity.user,
+        server: server.name,
+        resource,
+        ...(this.#subjectToken ? { subjectToken: this.#subjectToken } : {}),
+      });
   }
 
   get #short(): string {

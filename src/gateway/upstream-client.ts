@@ -4,6 +4,11 @@
  * clients can never collide), enforces per-request timeouts, and restarts a crashed stdio
  * server with exponential back-off.
  */
+import {
+  UpstreamAuthError,
+  UserAuthorizationRequired,
+  upstreamAuthToJsonRpc,
+} from '../auth/upstream/errors.ts';
 import type { ServerConfig } from '../config/schema.ts';
 import {
   ErrorCode,
@@ -41,7 +46,10 @@ export interface UpstreamHandlers<T> {
   onRestarted(): void;
 }
 
-export type TransportFactory = (server: ServerConfig) => UpstreamTransport;
+/** Headers carrying the credential the gateway obtained for this upstream (never the client's token). */
+export type CredentialHeaders = () => Promise<Record<string, string>>;
+
+export type TransportFactory = (server: ServerConfig, credentials?: CredentialHeaders) => UpstreamTransport;
 
 const cancelledAnswers = new WeakSet<object>();
 
@@ -52,7 +60,7 @@ export function isCancelledAnswer(res: JsonRpcResponse): boolean {
 
 /** Builds the transport for a configured server. */
 export function defaultTransportFactory(launcher?: Launcher): TransportFactory {
-  return (server) => {
+  return (server, credentials) => {
     switch (server.transport) {
       case 'stdio':
         return new StdioTransport(
@@ -66,9 +74,14 @@ export function defaultTransportFactory(launcher?: Launcher): TransportFactory {
           launcher ? { launcher } : {},
         );
       case 'http':
-        return new StreamableHttpTransport({ url: server.url, headers: server.headers });
+        return new StreamableHttpTransport({
+          url: server.url,
+          headers: credentials
+            ? async () => ({ ...server.headers, ...(await credentials()) })
+            : server.headers,
+        });
       case 'sse':
-        return new LegacySseTransport({ url: server.url, headers: server.headers });
+        return new LegacySseTransport({ url: server.url, headers: server.headers, credentials });
     }
   };
 }
@@ -91,12 +104,16 @@ export class UpstreamClient<T> {
   #restartTimer: NodeJS.Timeout | undefined;
   #startedAt = 0;
 
+  readonly #credentials: CredentialHeaders | undefined;
+
   constructor(
     server: ServerConfig,
     factory: TransportFactory,
     handlers: UpstreamHandlers<T>,
     timeoutMs: number,
+    credentials?: CredentialHeaders,
   ) {
+    this.#credentials = credentials;
     this.server = server;
     this.#factory = factory;
     this.#handlers = handlers;
@@ -122,7 +139,7 @@ export class UpstreamClient<T> {
   }
 
   async #connect(): Promise<void> {
-    const t = this.#factory(this.server);
+    const t = this.#factory(this.server, this.#credentials);
     t.onmessage = (m, meta) => this.#inbound(m, meta.relatedTo);
     t.onlog = (level, msg) => this.#handlers.onLog(level, msg);
     t.onclose = (reason) => this.#down(t, reason);
@@ -184,6 +201,12 @@ export class UpstreamClient<T> {
         if (!p) return;
         this.#pending.delete(upstreamId);
         clearTimeout(p.timer);
+        if (err instanceof UpstreamAuthError || err instanceof UserAuthorizationRequired) {
+          this.#handlers.onLog('warn', `no credential for the upstream: ${err.message}`);
+          const e = upstreamAuthToJsonRpc(err, this.server.name);
+          resolve(errorResponse(req.id, e.code, e.message, e.data));
+          return;
+        }
         resolve(
           errorResponse(
             req.id,

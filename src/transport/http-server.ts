@@ -26,7 +26,11 @@ import type { Identity } from '../pipeline/types.ts';
 
 /** Outcome of authenticating an HTTP request (issue 3 plugs the protected resource in here). */
 export type AuthResult =
-  | { ok: true; identity: Identity }
+  | {
+      ok: true;
+      identity: Identity /** The raw access token, for token exchange only (never logged or forwarded). */;
+      token?: string;
+    }
   | {
       ok: false;
       status: number;
@@ -119,6 +123,8 @@ export class GatewayHttpServer {
   #draining = false;
   readonly #inflight = new Set<Promise<unknown>>();
   #sweeper: NodeJS.Timeout | undefined;
+  /** Validated access token per request (token exchange); weak so it dies with the request. */
+  readonly #tokens = new WeakMap<IncomingMessage, string>();
 
   constructor(deps: HttpServerDeps) {
     this.#deps = deps;
@@ -280,6 +286,7 @@ export class GatewayHttpServer {
       return sendJson(res, auth.status, auth.body, auth.headers);
     }
     const identity = auth.identity;
+    if (auth.token) this.#tokens.set(req, auth.token);
 
     const versionHeader = one(req.headers['mcp-protocol-version']);
     if (versionHeader !== undefined && !isSupportedVersion(versionHeader)) {
@@ -354,6 +361,7 @@ export class GatewayHttpServer {
       rpcError(res, 404, ErrorCode.InvalidRequest, 'Session not found');
       return undefined;
     }
+    s.setSubjectToken(this.#tokens.get(req));
     return s;
   }
 
@@ -530,6 +538,7 @@ export class GatewayHttpServer {
       });
     }
     const session = this.#deps.createSession(identity, single);
+    session.setSubjectToken(this.#tokens.get(req));
     const result = await session.initialize(init);
     if ('error' in result) {
       await session.close('initialize_failed');

@@ -13,7 +13,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { type RunningGateway, startGateway } from '../../src/gateway.ts';
 import { type RecordingUpstream, startRecordingUpstream } from '../fixtures/recording-upstream.ts';
 import { freePort } from '../helpers/gateway.ts';
-import { startTestOp, type TestOp } from '../helpers/oidc.ts';
+import { CLIENTS, startTestOp, type TestOp } from '../helpers/oidc.ts';
 
 const ACCEPT = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 const INIT = JSON.stringify({
@@ -199,5 +199,104 @@ describe('Configuration safety for authentication', () => {
         }),
       /auth\.mode: is "none" but listen\.host 0\.0\.0\.0 is not loopback/,
     );
+  });
+});
+
+describe('Upstream credentials obtained by the gateway (RFC 8693 token exchange)', () => {
+  let op: TestOp;
+  let up: RecordingUpstream;
+  let gw: RunningGateway;
+  let base: string;
+
+  before(async () => {
+    op = await startTestOp({ tokenExchange: true });
+    up = await startRecordingUpstream();
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    const dir = mkdtempSync(join(tmpdir(), 'warden-tx-'));
+    gw = await startGateway(
+      parseConfig({
+        listen: { port, publicUrl: base },
+        audit: { jsonl: join(dir, 'audit.jsonl') },
+        log: { level: 'silent' },
+        auth: { mode: 'oauth', issuers: [{ issuer: op.issuer }] },
+        servers: [
+          {
+            name: 'rec',
+            transport: 'http',
+            url: up.url,
+            auth: {
+              type: 'token-exchange',
+              tokenEndpoint: op.tokenEndpoint,
+              client: {
+                method: 'client_secret_basic',
+                clientId: CLIENTS.exchanger.id,
+                clientSecret: CLIENTS.exchanger.secret,
+              },
+              resource: up.url,
+            },
+          },
+        ],
+      }),
+    );
+  });
+  after(async () => {
+    await gw.close(100);
+    await up.close();
+    await op.close();
+  });
+
+  it('[C-TOK-1][C-TOK-3][C-TOK-10] the upstream gets a token exchanged for it, never the client token', async () => {
+    const t = (await op.clientCredentials({ resource: `${base}/mcp/rec`, scope: 'mcp:read' })).access_token;
+    const h = { ...ACCEPT, authorization: `Bearer ${t}` };
+    const init = await fetch(`${base}/mcp/rec`, { method: 'POST', headers: h, body: INIT });
+    assert.equal(init.status, 200);
+    const initBody = (await init.json()) as { result?: unknown; error?: unknown };
+    assert.ok(initBody.result, JSON.stringify(initBody));
+    const sid = init.headers.get('mcp-session-id')!;
+    await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...h, 'mcp-session-id': sid },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+    });
+    assert.ok(up.requests.length >= 2, `upstream requests: ${up.requests.length}`);
+    for (const q of up.requests) {
+      const auth = String(q.headers.authorization ?? '');
+      assert.match(auth, /^Bearer \S+$/, 'every upstream request carries the gateway-obtained credential');
+      assert.ok(!auth.includes(t), 'the client token was passed through');
+      const payload = JSON.parse(Buffer.from(auth.slice(7).split('.')[1] ?? '', 'base64url').toString()) as {
+        aud?: unknown;
+      };
+      assert.ok(
+        JSON.stringify(payload.aud).includes(up.url),
+        `exchanged token audience is the upstream (${JSON.stringify(payload.aud)})`,
+      );
+    }
+    assert.ok(op.exchangeRequests() >= 1);
+    const before = op.exchangeRequests();
+    await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...h, 'mcp-session-id': sid },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' }),
+    });
+    assert.equal(op.exchangeRequests(), before, 'the exchanged token is cached until shortly before expiry');
+  });
+
+  it('[C-AUTHN-3] an exchange refused by the IdP fails closed with -32002 and nothing reaches the upstream', async () => {
+    op.setExchangeBehaviour('invalid-grant');
+    try {
+      const t = (await op.clientCredentials({ resource: `${base}/mcp/rec`, scope: 'mcp:read' })).access_token;
+      const before = up.requests.length;
+      const init = await fetch(`${base}/mcp/rec`, {
+        method: 'POST',
+        headers: { ...ACCEPT, authorization: `Bearer ${t}-x`.replace(/-x$/, '') },
+        body: INIT,
+      });
+      const body = (await init.json()) as { error?: { code: number } };
+      assert.equal(body.error?.code, -32002);
+      assert.equal(up.requests.length, before);
+    } finally {
+      op.setExchangeBehaviour('normal');
+    }
   });
 });

@@ -71,8 +71,11 @@ export function createGatewayAuth(
       );
       if (out.ok) {
         const id = out.identity;
+        const header = req.headersDistinct.authorization?.[0] ?? '';
+        const token = /^(?:Bearer|DPoP) +(\S+)$/i.exec(header)?.[1];
         return {
           ok: true,
+          ...(token ? { token } : {}),
           identity: {
             user: id.user,
             ...(id.client ? { client: id.client } : {}),

@@ -13,6 +13,8 @@ import type { UpstreamTransport } from './types.ts';
 export interface LegacySseOptions {
   url: string;
   headers?: Record<string, string>;
+  /** Per-request credential headers (evaluated for the stream and every POST). */
+  credentials?: () => Promise<Record<string, string>>;
   connectTimeoutMs?: number;
   maxMessageBytes?: number;
 }
@@ -36,7 +38,12 @@ export class LegacySseTransport implements UpstreamTransport {
     return url.protocol === 'https:' ? https.request : http.request;
   }
 
-  start(): Promise<void> {
+  async #creds(): Promise<Record<string, string>> {
+    return this.#opts.credentials ? this.#opts.credentials() : {};
+  }
+
+  async start(): Promise<void> {
+    const creds = await this.#creds();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(new Error('legacy SSE server did not announce its endpoint in time'));
@@ -44,7 +51,7 @@ export class LegacySseTransport implements UpstreamTransport {
       }, this.#opts.connectTimeoutMs ?? 10_000);
       const req = this.#request(this.#url)(
         this.#url,
-        { method: 'GET', headers: { ...this.#opts.headers, accept: 'text/event-stream' } },
+        { method: 'GET', headers: { ...this.#opts.headers, ...creds, accept: 'text/event-stream' } },
         (res) => {
           if (res.statusCode !== 200) {
             clearTimeout(timer);
@@ -119,9 +126,10 @@ export class LegacySseTransport implements UpstreamTransport {
     });
   }
 
-  send(message: JsonRpcMessage): Promise<void> {
+  async send(message: JsonRpcMessage): Promise<void> {
     const ep = this.#endpoint;
-    if (this.#closed || !ep) return Promise.reject(new Error('legacy SSE connection is not open'));
+    if (this.#closed || !ep) throw new Error('legacy SSE connection is not open');
+    const creds = await this.#creds();
     const body = JSON.stringify(message);
     const id = 'method' in message ? message.id : undefined;
     return new Promise((resolve) => {
@@ -131,6 +139,7 @@ export class LegacySseTransport implements UpstreamTransport {
           method: 'POST',
           headers: {
             ...this.#opts.headers,
+            ...creds,
             'content-type': 'application/json',
             'content-length': String(Buffer.byteLength(body)),
           },
