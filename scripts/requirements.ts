@@ -52,7 +52,7 @@ const CODE: Record<string, string[]> = {
   'C-TOOL-2': ['src/guard/tools/scan.ts', 'src/guard/content/'],
   'C-TOOL-3': ['src/guard/tools/canonical.ts', 'src/guard/tools/manifest.ts'],
   'C-TOOL-4': ['src/guard/tools/guard.ts'],
-  'C-TOOL-5': ['src/guard/tools/approval.ts', 'src/cli/commands/tools.ts'],
+  'C-TOOL-5': ['src/guard/tools/approval.ts', 'src/cli/commands/tools.ts', 'src/admin/'],
   'C-TOOL-6': ['src/guard/tools/scan.ts'],
   'C-TOOL-7': ['src/guard/tools/scan.ts'],
   'C-SUP-4': ['src/guard/tools/inventory.ts', 'src/cli/commands/inventory.ts'],
@@ -61,7 +61,37 @@ const CODE: Record<string, string[]> = {
   'C-AI-4': ['src/guard/content/secrets.ts', 'src/guard/content/rules.ts'],
   'C-BOX-5': ['src/gateway/upstream-client.ts'],
   'C-ARCH-3': ['src/config/load.ts'],
-  'C-IR-1': ['src/store/'],
+  'C-AUTHN-4': ['src/admin/', 'src/auth/resource/gateway-auth.ts'],
+  'C-TOK-3': ['src/auth/upstream/token-exchange.ts', 'src/auth/upstream/cache.ts'],
+  'C-TOK-4': ['src/secrets/'],
+  'C-TOK-8': ['src/net/tls.ts'],
+  'C-TOK-10': ['src/auth/upstream/', 'src/gateway/upstream-client.ts'],
+  'C-SESS-3': ['src/policy/binding.ts'],
+  'C-SESS-4': ['src/transport/http-server.ts'],
+  'C-SESS-8': ['src/auth/server/cookies.ts'],
+  'C-SESS-9': ['src/net/pinning.ts'],
+  'C-DEP-1': ['src/auth/server/authorize.ts', 'src/auth/server/consent.ts'],
+  'C-DEP-2': ['src/auth/server/consent.ts'],
+  'C-DEP-3': ['src/auth/server/validate.ts'],
+  'C-DEP-4': ['src/auth/server/validate.ts', 'src/auth/server/upstream.ts', 'src/auth/server/callback.ts'],
+  'C-DEP-5': ['src/auth/server/token.ts'],
+  'C-DEP-6': ['src/auth/server/register.ts', 'src/auth/server/cimd.ts'],
+  'C-DEP-7': ['src/auth/server/pages.ts'],
+  'S-TOK-3': ['src/auth/server/token.ts', 'src/secrets/'],
+  'S-AS-1': ['src/auth/server/metadata.ts'],
+  'S-AS-2': ['src/auth/server/cimd.ts', 'src/auth/server/clients.ts'],
+  'S-AS-3': ['src/auth/server/register.ts'],
+  'S-AS-4': ['src/auth/server/validate.ts'],
+  'S-AS-5': ['src/auth/server/pages.ts'],
+  'S-AS-6': ['src/auth/server/validate.ts'],
+  'S-AS-7': ['src/auth/server/consent.ts'],
+  'S-AS-8': ['src/auth/server/cookies.ts'],
+  'S-AS-9': ['src/auth/server/authorize.ts', 'src/auth/server/callback.ts'],
+  'S-AS-10': ['src/auth/server/callback.ts'],
+  'S-SSRF-1': ['src/net/ssrf.ts', 'src/auth/server/cimd.ts'],
+  'S-SSRF-2': ['src/net/ssrf.ts'],
+  'S-ELI-1': ['src/auth/upstream/user-oauth.ts'],
+  'C-IR-1': ['src/store/', 'src/admin/'],
   'C-IR-2': ['src/auth/resource/jwks.ts'],
 };
 
@@ -72,6 +102,18 @@ const NOT_WIRED_TOOLS =
 
 /** Implemented in part: the reason is shown in the matrix. */
 const PARTIAL: Record<string, string> = {
+  'C-TOK-8':
+    'TLS 1.3 listener options and HSTS built and tested; the gateway listener does not use them yet (issue 5)',
+  'C-SESS-9': 'SPKI pinning agent built and tested; upstream connections do not use it yet (issue 5)',
+  'C-SESS-3': 'binding checks built and tested; not yet applied to gateway sessions (issue 5)',
+  'C-TOK-4':
+    'AES-256-GCM store with env/file/Vault/Azure key providers and rotation; the gateway does not store upstream tokens yet (per-user OAuth not enabled)',
+  'S-ELI-1':
+    'per-user OAuth state bound to the user; the gateway page / URL elicitation is not wired (issue 3)',
+  'C-AUTHN-4':
+    'per-server and per-tool scopes, admin role for the admin API; no per-argument or per-group policy yet',
+  'S-TOK-3':
+    'AS rotates refresh tokens with reuse detection; upstream tokens encrypted at rest not yet wired',
   ...Object.fromEntries(
     [
       'S-RS-1',
@@ -93,23 +135,19 @@ const PARTIAL: Record<string, string> = {
       NOT_WIRED_TOOLS,
     ]),
   ),
-  'S-SESS-2':
-    'the gateway re-authenticates every request and binds sessions to the identity; identities are anonymous until issue 3 lands',
-  'C-ARCH-3':
-    'loopback-only default with Origin/Host checks; authentication on by default arrives with issue 4',
   'C-AUTHN-1':
-    'resource-server validation built and tested; not yet enforced by the running gateway (issue 3)',
-  'C-AUTHN-2': 'validator built and tested; not yet enforced by the running gateway (issue 3)',
-  'C-AUTHN-3': 'validators and pipeline fail closed; gateway authorization not yet wired (issue 3)',
-  'C-AUTHN-5': 'auth decisions emit audit events in the validator; not yet wired (issue 3)',
+    'generic OIDC and Entra profiles validated; the gateway AS federates to an OIDC IdP; Entra federation preset not proven end to end',
+  'C-AUTHN-3':
+    'validators, pipeline and credential providers fail closed; no explicit deny-by-default rule for tools without a scope rule yet',
   'C-AUTHN-7': 'step-up challenge in the validator; policy source not wired (issue 3)',
-  'S-RS-8': 'validator exists; the gateway still runs unauthenticated on loopback (issue 3)',
-  'C-SESS-2': 'gateway rejects another identity (404 + audit); identities are anonymous until issue 3 lands',
+  'C-SESS-2':
+    'gateway sessions are bound to the token subject (404 + audit for another user); not yet in the shared store (issue 5)',
   'C-SESS-5': 'store supports idle/absolute expiry; gateway sessions have idle expiry only (issue 5)',
   'C-SESS-6': 'HMAC event store built; gateway keeps its replay buffer in memory (issue 5)',
   'C-SESS-7': 'shared store built and tested across instances; gateway sessions not yet on it (issue 5)',
-  'C-TOOL-4': 'ToolGuard built and tested; not yet in the gateway pipeline by default (issue 6)',
-  'C-TOOL-1': 'ToolGuard built and tested; not yet in the gateway pipeline by default (issue 6)',
+  'C-TOOL-4':
+    'in the pipeline with tools.pinning tofu/approve (on in the embedded default, off by default in user configs); no periodic refresh yet',
+  'C-TOOL-1': 'in the pipeline with tools.pinning tofu/approve; off by default in user configs',
   'C-AI-1': 'detectors built; output scanning not yet in the pipeline',
   'C-AI-4': 'secret and exfiltration detectors built; not yet in the pipeline',
   'C-IR-1': 'store can delete every session of a user; no containment actions yet (issue 5 and later)',

@@ -5,19 +5,27 @@
  */
 import { readFileSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
-import { AuditLog, type AuditSink } from './audit/events.ts';
+import { type AdminApi, createAdminApi } from './admin/api.ts';
+import { type AdminAuthenticate, createAdminAuthenticator } from './admin/auth.ts';
+import { AuditLog, type AuditSink, MemorySink } from './audit/events.ts';
 import { JsonlSink } from './audit/jsonl.ts';
-import { createGatewayAuth, type GatewayAuth } from './auth/resource/gateway-auth.ts';
+import { createGatewayAuth, type GatewayAuth, resourceUri } from './auth/resource/gateway-auth.ts';
+import { authorizationServerSchema } from './auth/server/config.ts';
+import { type AuthorizationServer, createAuthorizationServer } from './auth/server/index.ts';
 import { createCredentialProvider } from './auth/upstream/factory.ts';
 import type { CredentialProvider } from './auth/upstream/types.ts';
+import { authorizationServerInput } from './config/load.ts';
 import type { WardenConfig } from './config/schema.ts';
 import { Session } from './gateway/session.ts';
 import { defaultTransportFactory, type TransportFactory } from './gateway/upstream-client.ts';
+import { Approvals } from './guard/tools/approval.ts';
 import { createToolGuardInterceptor, ToolGuard } from './guard/tools/guard.ts';
 import { SqlitePinStore } from './guard/tools/pins-sqlite.ts';
 import { makeScanHook } from './guard/tools/scan-hook.ts';
 import { Pipeline } from './pipeline/chain.ts';
 import type { Interceptor } from './pipeline/types.ts';
+import { openStore } from './store/open.ts';
+import type { Store } from './store/types.ts';
 import { type Authenticator, anonymous, GatewayHttpServer } from './transport/http-server.ts';
 import type { Launcher } from './transport/upstream/stdio.ts';
 
@@ -31,6 +39,8 @@ export interface GatewayOptions {
   /** Extra audit sinks (tests use a MemorySink). */
   auditSinks?: AuditSink[];
   authenticate?: Authenticator;
+  /** Where the development login's generated password goes (default: stderr, once). */
+  announceDevPassword?: (password: string) => void;
   /** Test seams for the protected resource (fetch for JWKS/introspection, replay cache). */
   authDeps?: { fetch?: typeof fetch };
   launcher?: Launcher;
@@ -55,7 +65,8 @@ export interface RunningGateway {
 export async function startGateway(config: WardenConfig, opts: GatewayOptions = {}): Promise<RunningGateway> {
   const logger =
     opts.logger ?? pino({ level: config.log.level, base: { svc: 'mcp-warden' } }, pino.destination(2));
-  const audit = new AuditLog([new JsonlSink(config.audit.jsonl), ...(opts.auditSinks ?? [])]);
+  const recentEvents = new MemorySink(1000);
+  const audit = new AuditLog([new JsonlSink(config.audit.jsonl), recentEvents, ...(opts.auditSinks ?? [])]);
   const interceptors = [...(opts.interceptors ?? [])];
   let pins: SqlitePinStore | undefined;
   if (config.tools.pinning !== 'off') {
@@ -79,13 +90,54 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     fields: Record<string, unknown> = {},
   ) => logger[level](fields, msg);
 
+  // The gateway's own authorization server (issue 4): its tokens are validated like any
+  // issuer's, with its JWKS served in-process (no HTTP round trip to itself).
+  let as: AuthorizationServer | undefined;
+  let store: Store | undefined;
+  let authConfig = config;
+  let authFetch = opts.authDeps?.fetch;
+  const asInput = authorizationServerInput(config);
+  if (asInput) {
+    store = await openStore({ sqlite: config.state.sqlite });
+    as = await createAuthorizationServer(authorizationServerSchema.parse(asInput), {
+      store,
+      audit: audit.emit,
+      ...(opts.announceDevPassword ? { announceDevPassword: opts.announceDevPassword } : {}),
+    });
+    const issuer = asInput.issuer as string;
+    const jwksUri = `${issuer}/.well-known/jwks.json`;
+    authConfig = {
+      ...config,
+      auth: { ...config.auth, issuers: [...config.auth.issuers, { issuer, jwksUri }] },
+    };
+    const baseFetch = authFetch ?? fetch;
+    const running = as;
+    authFetch = (async (input: string | URL | Request, init?: RequestInit) => {
+      const u = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+      if (u === jwksUri) return Response.json(running.jwks());
+      return baseFetch(input, init);
+    }) as typeof fetch;
+  }
   let authenticate = opts.authenticate ?? anonymous;
   let authRoutes: GatewayAuth['routes'] | undefined;
+  let adminAuthenticate: AdminAuthenticate;
   if (!opts.authenticate && config.auth.mode === 'oauth') {
-    const ga = createGatewayAuth(config, audit.emit, opts.authDeps ?? {});
+    const ga = createGatewayAuth(authConfig, audit.emit, authFetch ? { fetch: authFetch } : {});
     authenticate = ga.authenticate;
     authRoutes = ga.routes;
+    const publicUrl = config.listen.publicUrl!;
+    adminAuthenticate = createAdminAuthenticator(
+      ga.resourceServer,
+      resourceUri(publicUrl, '/admin'),
+      publicUrl,
+    );
+  } else {
+    const a = authenticate;
+    adminAuthenticate = (req) => a(req, '/admin');
   }
+  // The admin API needs the pin store: the tool guard's, or the same SQLite file the CLI uses.
+  const adminPins = pins ?? new SqlitePinStore(config.state.sqlite);
+  let admin: AdminApi | undefined;
   const providers = new Map<string, CredentialProvider>();
   for (const srv of servers) {
     if (srv.transport !== 'stdio' && srv.auth)
@@ -105,7 +157,11 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     serverNames: new Set(byName.keys()),
     authenticate,
     toolScopes: (server, tool) => toolScopes.get(server)?.[tool] ?? [],
-    extraRoutes: authRoutes ? (req, res, url) => authRoutes(req, res, url) : undefined,
+    extraRoutes: async (req, res, url) => {
+      if (admin && (await admin.handle(req, res, url))) return true;
+      if (authRoutes?.(req, res, url)) return true;
+      return as ? as.handle(req, res, url) : false;
+    },
     log,
     isReady: () => true,
     createSession: (identity, single) =>
@@ -119,6 +175,35 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
         version: VERSION,
         credentials: (srv) => providers.get(srv.name),
       }),
+  });
+  admin = createAdminApi({
+    authenticate: adminAuthenticate,
+    approvals: new Approvals(adminPins),
+    pinStore: adminPins,
+    audit: audit.emit,
+    recentAudit: () => recentEvents.events,
+    sessions: {
+      list: () =>
+        [...httpServer.sessions.values()]
+          .filter((x) => !x.closed)
+          .map((x) => ({
+            id: x.id,
+            user: x.identity.user,
+            ...(x.single ? { server: x.single } : {}),
+            lastSeen: x.lastSeen,
+          })),
+      terminate: async (id, reason) => {
+        const x = httpServer.sessions.get(id);
+        if (!x || x.closed) return false;
+        await x.close(reason);
+        return true;
+      },
+      terminateUser: async (user, reason) => {
+        const list = [...httpServer.sessions.values()].filter((x) => !x.closed && x.identity.user === user);
+        await Promise.all(list.map((x) => x.close(reason)));
+        return list.length;
+      },
+    },
   });
   const addr = await httpServer.listen();
   const hostForUrl = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
@@ -143,6 +228,9 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
         audit.emit({ type: 'gateway.stop', decision: 'info', reason: 'stopped' });
         await audit.close();
         pins?.close();
+        if (adminPins !== pins) adminPins.close();
+        await as?.close();
+        await store?.close();
       })();
       return closing;
     },

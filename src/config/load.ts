@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { isAbsolute } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { authorizationServerSchema } from '../auth/server/config.ts';
 import { configSchema, isLoopbackHost, type WardenConfig, type WardenConfigInput } from './schema.ts';
 
 /** One problem in a configuration, with the dotted path it concerns. */
@@ -156,18 +157,54 @@ function crossCheck(cfg: WardenConfig, issues: ConfigIssue[]): void {
         message: '"token-exchange" needs auth.mode "oauth" (the subject token is the client token)',
       });
   });
+  if (cfg.authorizationServer) {
+    if (auth.mode !== 'oauth')
+      issues.push({ path: 'auth.mode', message: 'must be "oauth" when authorizationServer is configured' });
+    if (!cfg.listen.publicUrl)
+      issues.push({
+        path: 'listen.publicUrl',
+        message: 'is required by authorizationServer (it is the issuer)',
+      });
+    for (const k of ['issuer', 'resources'])
+      if (k in cfg.authorizationServer)
+        issues.push({
+          path: `authorizationServer.${k}`,
+          message: 'is derived from listen.publicUrl and servers; remove it',
+        });
+    if (cfg.listen.publicUrl && issues.length === 0) {
+      const r = authorizationServerSchema.safeParse(authorizationServerInput(cfg));
+      if (!r.success)
+        for (const i of r.error.issues)
+          issues.push({ path: formatPath(['authorizationServer', ...i.path]), message: describeIssue(i) });
+    }
+  }
   if (auth.mode === 'oauth') {
     if (!listen.publicUrl)
       issues.push({
         path: 'listen.publicUrl',
         message: 'is required when auth.mode is "oauth" (the canonical resource URI tokens are issued for)',
       });
-    if (auth.issuers.length === 0 && !auth.entra && !auth.introspection)
+    if (auth.issuers.length === 0 && !auth.entra && !auth.introspection && !cfg.authorizationServer)
       issues.push({
         path: 'auth.issuers',
-        message: 'configure at least one of auth.issuers, auth.entra, auth.introspection',
+        message:
+          'configure at least one of auth.issuers, auth.entra, auth.introspection, authorizationServer',
       });
   }
+}
+
+/** The authorization server's full input: configured keys plus issuer and resources from the gateway. */
+export function authorizationServerInput(cfg: WardenConfig): Record<string, unknown> | undefined {
+  if (!cfg.authorizationServer) return undefined;
+  const base = (cfg.listen.publicUrl ?? '').replace(/\/$/, '');
+  return {
+    ...cfg.authorizationServer,
+    issuer: base,
+    resources: [
+      { uri: `${base}/mcp`, name: 'All MCP servers (aggregated)' },
+      ...cfg.servers.map((s) => ({ uri: `${base}/mcp/${s.name}`, name: s.description ?? s.name })),
+    ],
+  };
 }
 
 /** Parses YAML text and validates it. Throws {@link ConfigError} with line numbers for YAML syntax errors. */
@@ -201,10 +238,17 @@ export function loadConfigFile(path: string, opts: ResolveOptions = {}): WardenC
  * The embedded default: loopback only, SQLite under ./data, and the reference MCP server
  * `@modelcontextprotocol/server-everything` over stdio as a demo upstream.
  */
-export function defaultConfigInput(): WardenConfigInput {
+export function defaultConfigInput(port = 8787): WardenConfigInput {
   const require = createRequire(import.meta.url);
   const everything = require.resolve('@modelcontextprotocol/server-everything/dist/index.js');
+  const publicUrl = `http://127.0.0.1:${port}`;
   return {
+    listen: { host: '127.0.0.1', port, publicUrl },
+    // Safe by default [C-ARCH-3]: no tool is served without authentication. The built-in
+    // development login stands in for an OIDC IdP until one is configured.
+    auth: { mode: 'oauth', scopesSupported: ['mcp:tools'] },
+    authorizationServer: { devIdp: { enabled: true, user: 'admin' } },
+    tools: { pinning: 'tofu', scan: true },
     servers: [
       {
         name: 'everything',
@@ -218,6 +262,6 @@ export function defaultConfigInput(): WardenConfigInput {
 }
 
 /** The embedded default configuration, validated. */
-export function defaultConfig(): WardenConfig {
-  return parseConfig(defaultConfigInput(), 'embedded default');
+export function defaultConfig(port = 8787): WardenConfig {
+  return parseConfig(defaultConfigInput(port), 'embedded default');
 }

@@ -219,6 +219,13 @@ export const configSchema = z
         scopesSupported: [],
         allowUnauthenticatedRemote: false,
       }),
+    /**
+     * The gateway's own OAuth authorization server for MCP clients, federating login to an OIDC
+     * IdP (or the development login). Its `issuer` is `listen.publicUrl` and its resources are the
+     * MCP endpoints; the other keys are documented in docs/configuration.md and validated by
+     * `authorizationServerSchema` (src/auth/server/config.ts).
+     */
+    authorizationServer: z.record(z.string(), z.unknown()).optional(),
     tools: z
       .object({
         /**

@@ -288,3 +288,42 @@ describe('Streamable HTTP transport controls (MCP basic/transports)', () => {
     assert.equal(r.status, 200);
   });
 });
+
+describe('Hostile or failing upstream answers', () => {
+  it('an upstream 401 with an OAuth error body fails the request with -32002 instead of hanging', async () => {
+    const up = await startRecordingUpstream();
+    up.handlers.set('tools/list', (_msg, res) => {
+      res.writeHead(401, {
+        'content-type': 'application/json',
+        'www-authenticate': 'Bearer error="invalid_token"',
+      });
+      res.end(JSON.stringify({ error: 'invalid_token', error_description: 'expired' }));
+      return true;
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'warden-'));
+    const gw = await startGateway(
+      parseConfig({
+        listen: { port: 0 },
+        audit: { jsonl: join(dir, 'audit.jsonl') },
+        log: { level: 'silent' },
+        limits: { requestTimeoutMs: 20_000 },
+        servers: [{ name: 'rec', transport: 'http', url: up.url }],
+      }),
+    );
+    try {
+      const ep = gw.endpoint('rec');
+      const r = await raw(ep, { headers: JSON_HEADERS, body: init() });
+      const sid = r.headers['mcp-session-id'] as string;
+      const started = Date.now();
+      const list = await raw(ep, {
+        headers: { ...JSON_HEADERS, 'mcp-session-id': sid },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/list' }),
+      });
+      assert.equal(JSON.parse(list.body).error.code, -32002);
+      assert.ok(Date.now() - started < 5000, 'answered at once, not at the request timeout');
+    } finally {
+      await gw.close(100);
+      await up.close();
+    }
+  });
+});

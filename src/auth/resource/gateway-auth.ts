@@ -35,7 +35,7 @@ export function createGatewayAuth(
   const publicUrl = config.listen.publicUrl;
   if (!publicUrl) throw new Error('listen.publicUrl is required for auth.mode oauth');
   const a = config.auth;
-  const endpoints = ['/mcp', ...config.servers.map((s) => `/mcp/${s.name}`)];
+  const endpoints = ['/mcp', ...config.servers.map((s) => `/mcp/${s.name}`), '/admin'];
   const resources = endpoints.map((p) => resourceUri(publicUrl, p));
   const rs = new ResourceServer(
     {

@@ -44,6 +44,7 @@ export class ClientCredentialsProvider implements CredentialProvider {
           timeoutMs: cfg.timeoutMs,
           configured: true,
           clock: this.#clock,
+          ...(cfg.issuer !== undefined ? { issuer: cfg.issuer } : {}),
         },
       );
       return { value: bearerHeader(t, ctx.server), expiresAt: expiryOf(t, now) };

@@ -89,6 +89,11 @@ export const clientCredentialsAuthSchema = z
   .object({
     type: z.literal('client-credentials'),
     tokenEndpoint: endpointUrl,
+    /**
+     * Issuer identifier of the authorization server: the `aud` of `private_key_jwt` assertions
+     * (RFC 7523bis). Default: the token endpoint URL (RFC 7523 §3).
+     */
+    issuer: endpointUrl.optional(),
     client: clientAuthSchema,
     /** `resource` (RFC 8707); default: the upstream URL. Set `false` to omit it. */
     resource: z.union([endpointUrl, z.literal(false)]).optional(),

@@ -41,6 +41,13 @@ export interface TokenRequestOptions {
    */
   configured: boolean;
   clock?: () => number;
+  /**
+   * The authorization server's issuer identifier, when known: the `aud` of a `private_key_jwt`
+   * client assertion. RFC 7523bis (draft-ietf-oauth-rfc7523bis §4) requires the issuer as the
+   * sole audience, closing the audience-injection weakness of using an endpoint URL learned from
+   * metadata; without it the token endpoint URL is used (RFC 7523 §3).
+   */
+  issuer?: string;
 }
 
 /** RFC 6749 §2.3.1 / Appendix B: id and secret are form-urlencoded before base64. */
@@ -58,7 +65,7 @@ async function clientAssertion(
   const key = text.startsWith('{')
     ? await importJWK(JSON.parse(text) as JWK, c.alg)
     : await importPKCS8(text, c.alg);
-  // RFC 7523 §3: iss = sub = client_id, aud = the token endpoint, short exp, unique jti.
+  // RFC 7523 §3: iss = sub = client_id, aud = the AS (issuer, else token endpoint), short exp, unique jti.
   return new SignJWT({})
     .setProtectedHeader(c.kid ? { alg: c.alg, kid: c.kid } : { alg: c.alg })
     .setIssuer(c.clientId)
@@ -70,13 +77,17 @@ async function clientAssertion(
     .sign(key);
 }
 
-/** Adds client authentication to a token request. */
+/**
+ * Adds client authentication to a token request. `audience` is the `aud` of a `private_key_jwt`
+ * assertion (the issuer when known, see {@link TokenRequestOptions.issuer}); default `endpoint`.
+ */
 export async function authenticateClient(
   client: ClientAuth,
   endpoint: string,
   body: URLSearchParams,
   headers: Record<string, string>,
   now: number,
+  audience: string = endpoint,
 ): Promise<void> {
   switch (client.method) {
     case 'client_secret_basic':
@@ -89,7 +100,7 @@ export async function authenticateClient(
     case 'private_key_jwt':
       body.set('client_id', client.clientId);
       body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
-      body.set('client_assertion', await clientAssertion(client, endpoint, now));
+      body.set('client_assertion', await clientAssertion(client, audience, now));
       return;
     case 'none':
       body.set('client_id', client.clientId);
@@ -115,7 +126,14 @@ export async function requestToken(
     'content-type': 'application/x-www-form-urlencoded',
     accept: 'application/json',
   };
-  await authenticateClient(client, endpoint, body, headers, (opts.clock ?? Date.now)());
+  await authenticateClient(
+    client,
+    endpoint,
+    body,
+    headers,
+    (opts.clock ?? Date.now)(),
+    opts.issuer ?? endpoint,
+  );
   const allowHosts = opts.configured
     ? [...(opts.net.allowHosts ?? []), new URL(endpoint).hostname.replace(/^\[|\]$/g, '')]
     : opts.net.allowHosts;

@@ -94,6 +94,19 @@ export interface AuthorizationResult {
 }
 
 const b64url = (b: Buffer) => b.toString('base64url');
+
+/**
+ * The `token_endpoint_auth_method` to register with (RFC 7591 §2), from what the AS supports
+ * (RFC 8414 §2 `token_endpoint_auth_methods_supported`; absent means `client_secret_basic`):
+ * `client_secret_basic`, else `client_secret_post`, else `none` (public client, PKCE only).
+ */
+export function registrationAuthMethod(
+  supported: readonly string[] | undefined,
+): 'client_secret_basic' | 'client_secret_post' | 'none' {
+  if (supported === undefined || supported.includes('client_secret_basic')) return 'client_secret_basic';
+  if (supported.includes('client_secret_post')) return 'client_secret_post';
+  return 'none';
+}
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
 /** Per-user OAuth credential provider for one upstream server. */
@@ -109,7 +122,9 @@ export class UserOAuthProvider implements CredentialProvider {
   readonly #clock: () => number;
   readonly #discoveryTtl: number;
   #hints: ChallengeHints = {};
-  #discovered: { as: AuthServerMetadata; scopes: string[] | undefined; at: number } | undefined;
+  #discovered:
+    | { as: AuthServerMetadata; scopes: string[] | undefined; resource: string | undefined; at: number }
+    | undefined;
   readonly #refreshing = new Map<string, Promise<StoredTokens>>();
 
   /**
@@ -127,8 +142,14 @@ export class UserOAuthProvider implements CredentialProvider {
     this.#discoveryTtl = deps.discoveryTtlMs ?? 600_000;
   }
 
-  get #resource(): string {
-    return this.#cfg.resource ?? this.#upstreamUrl;
+  /**
+   * The `resource` parameter (RFC 8707 §2): the configured one, else the identifier exactly as the
+   * protected-resource metadata publishes it (validated by discovery to be the upstream's origin
+   * and a prefix of its path, RFC 9728 §3.3; a URL parser would add a `/` to a pathless one),
+   * else the upstream URL.
+   */
+  #resourceFor(discovered: string | undefined): string {
+    return this.#cfg.resource ?? discovered ?? this.#upstreamUrl;
   }
 
   #err(code: ConstructorParameters<typeof UpstreamAuthError>[0], msg: string, oauthError?: string) {
@@ -147,18 +168,24 @@ export class UserOAuthProvider implements CredentialProvider {
     }
   }
 
-  async #discover(): Promise<{ as: AuthServerMetadata; scopes: string[] | undefined }> {
+  async #discover(): Promise<{
+    as: AuthServerMetadata;
+    scopes: string[] | undefined;
+    resource: string | undefined;
+  }> {
     const now = this.#clock();
     if (this.#discovered && now - this.#discovered.at < this.#discoveryTtl) return this.#discovered;
     let issuer = this.#cfg.authorizationServer;
     let scopes: string[] | undefined;
+    let resource: string | undefined;
     if (!issuer) {
       const prm = await discoverResource(this.#upstreamUrl, this.#hints, this.#net, this.#server);
       issuer = prm.authorizationServers[0]!;
       scopes = prm.scopesSupported;
+      resource = prm.resource;
     }
     const as = await discoverAuthServer(issuer, this.#net, this.#server);
-    this.#discovered = { as, scopes, at: now };
+    this.#discovered = { as, scopes, resource, at: now };
     return this.#discovered;
   }
 
@@ -176,14 +203,14 @@ export class UserOAuthProvider implements CredentialProvider {
     if (!as.registrationEndpoint) {
       throw this.#err('registration_failed', 'the authorization server offers no dynamic registration');
     }
-    const useSecret = as.tokenEndpointAuthMethods?.includes('client_secret_basic') ?? true;
+    const requested = registrationAuthMethod(as.tokenEndpointAuthMethods);
     // RFC 7591 §2 client metadata.
     const metadata = {
       client_name: c.clientName,
       redirect_uris: [this.#cfg.redirectUri],
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
-      token_endpoint_auth_method: useSecret ? 'client_secret_basic' : 'none',
+      token_endpoint_auth_method: requested,
     };
     let res: Awaited<ReturnType<typeof safeFetch>>;
     try {
@@ -211,10 +238,21 @@ export class UserOAuthProvider implements CredentialProvider {
     if ((res.status !== 201 && res.status !== 200) || typeof body?.client_id !== 'string') {
       throw this.#err('registration_failed', `registration answered HTTP ${res.status}`);
     }
-    const client: ClientAuth =
-      typeof body.client_secret === 'string' && useSecret
-        ? { method: 'client_secret_basic', clientId: body.client_id, clientSecret: body.client_secret }
-        : { method: 'none', clientId: body.client_id };
+    // RFC 7591 §3.2.1: the server may change the requested method; its answer is authoritative.
+    const granted = body.token_endpoint_auth_method ?? requested;
+    const secret =
+      typeof body.client_secret === 'string' && body.client_secret !== '' ? body.client_secret : undefined;
+    let client: ClientAuth;
+    if ((granted === 'client_secret_basic' || granted === 'client_secret_post') && secret !== undefined) {
+      client = { method: granted, clientId: body.client_id, clientSecret: secret };
+    } else if (granted === 'none' || granted === undefined) {
+      client = { method: 'none', clientId: body.client_id };
+    } else {
+      throw this.#err(
+        'registration_failed',
+        `registration granted an unusable token_endpoint_auth_method ${String(granted).slice(0, 40)}`,
+      );
+    }
     await this.#secrets.put(GATEWAY_OWNER, name, JSON.stringify(client));
     return client;
   }
@@ -280,7 +318,7 @@ export class UserOAuthProvider implements CredentialProvider {
   async startAuthorization(user: string, server: string = this.#server): Promise<AuthorizationStart> {
     if (server !== this.#server)
       throw this.#err('config_invalid', `provider is for "${this.#server}", not "${server}"`);
-    const { as, scopes } = await this.#discover();
+    const { as, scopes, resource } = await this.#discover();
     const client = await this.#client(as);
     const state = b64url(randomBytes(32));
     const verifier = b64url(randomBytes(32));
@@ -295,7 +333,7 @@ export class UserOAuthProvider implements CredentialProvider {
       issuer: as.issuer,
       tokenEndpoint: as.tokenEndpoint,
       issRequired: as.issParameterSupported,
-      resource: this.#resource,
+      resource: this.#resourceFor(resource),
       scope: scope || undefined,
       client,
       expiresAt: now + this.#cfg.stateTtlSec * 1000,
@@ -309,7 +347,7 @@ export class UserOAuthProvider implements CredentialProvider {
     q.set('state', state);
     q.set('code_challenge', challenge);
     q.set('code_challenge_method', 'S256');
-    q.set('resource', this.#resource); // RFC 8707 §2.1
+    q.set('resource', this.#resourceFor(resource)); // RFC 8707 §2.1
     return { authorizationUrl: url.href, state, attemptId: b64url(sha256(state)).slice(0, 22) };
   }
 
@@ -351,6 +389,7 @@ export class UserOAuthProvider implements CredentialProvider {
         timeoutMs: this.#cfg.timeoutMs,
         configured: false,
         clock: this.#clock,
+        issuer: p.issuer,
       },
     );
     const stored = this.#toStored(t, p, now, undefined);
@@ -403,6 +442,7 @@ export class UserOAuthProvider implements CredentialProvider {
             timeoutMs: this.#cfg.timeoutMs,
             configured: false,
             clock: this.#clock,
+            issuer: rec.issuer,
           },
         );
         const next = this.#toStored(t, rec, now, rec.refreshToken);

@@ -12,7 +12,9 @@ export async function run(argv: string[]): Promise<number> {
   });
   let config: WardenConfig;
   try {
-    config = values.config ? loadConfigFile(values.config) : defaultConfig();
+    config = values.config
+      ? loadConfigFile(values.config)
+      : defaultConfig(values.port !== undefined ? Number(values.port) : undefined);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(
@@ -22,7 +24,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  if (values.port !== undefined) config.listen.port = Number(values.port);
+  if (values.port !== undefined && values.config) config.listen.port = Number(values.port);
   const gw = await startGateway(config);
   const source = values.config ?? 'embedded defaults';
   process.stderr.write(

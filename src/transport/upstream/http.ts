@@ -142,7 +142,16 @@ export class StreamableHttpTransport implements UpstreamTransport {
     } else if (status < 200 || status >= 300) {
       this.#readAll(stream, (text) => {
         const parsed = tryParse(text);
-        if (id !== undefined && typeof parsed === 'object' && parsed !== null && 'error' in parsed) {
+        // Only a JSON-RPC error for this very request is passed on; anything else (an OAuth error
+        // body on 401/403, an HTML page) fails the request instead of leaving it unanswered.
+        const rpc = parsed as { jsonrpc?: unknown; id?: unknown; error?: unknown } | undefined;
+        if (
+          id !== undefined &&
+          rpc &&
+          rpc.jsonrpc === '2.0' &&
+          rpc.id === id &&
+          typeof rpc.error === 'object'
+        ) {
           this.#deliver(parsed, undefined);
         } else {
           this.#fail(id, `upstream answered HTTP ${status}`);
