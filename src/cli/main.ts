@@ -13,6 +13,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: 'run the gateway (--config FILE; embedded defaults without it)',
     load: () => import('./commands/start.ts'),
   },
+  login: {
+    summary: 'login [--url URL]: get an access token for an MCP endpoint (browser login + consent)',
+    load: () => import('./commands/login.ts'),
+  },
   config: {
     summary: 'config check FILE: validate a configuration file',
     load: () => import('./commands/config.ts'),

@@ -33,7 +33,11 @@ export async function run(argv: string[]): Promise<number> {
       config.servers
         .map((s) => `  ${s.name.padEnd(18)} ${gw.endpoint(s.name)}  (${s.transport})\n`)
         .join('') +
-      `  try: npx @modelcontextprotocol/inspector --cli ${gw.endpoint()} --transport http --method tools/list\n\n`,
+      (config.auth.mode === 'oauth'
+        ? `  clients must sign in (OAuth); a token for command-line tools:\n` +
+          `    TOKEN=$(npx mcp-warden login --url ${gw.endpoint()})\n` +
+          `    npx @modelcontextprotocol/inspector@0.17.5 --cli ${gw.endpoint()} --transport http --method tools/list --header "Authorization: Bearer $TOKEN"\n\n`
+        : `  try: npx @modelcontextprotocol/inspector@0.17.5 --cli ${gw.endpoint()} --transport http --method tools/list\n\n`),
   );
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
