@@ -64,12 +64,12 @@ const CODE: Record<string, string[]> = {
   'C-AUTHN-4': ['src/admin/', 'src/auth/resource/gateway-auth.ts'],
   'C-TOK-3': ['src/auth/upstream/token-exchange.ts', 'src/auth/upstream/cache.ts'],
   'C-TOK-4': ['src/secrets/'],
-  'C-TOK-8': ['src/net/tls.ts'],
+  'C-TOK-8': ['src/net/tls.ts', 'src/transport/http-server.ts'],
   'C-TOK-10': ['src/auth/upstream/', 'src/gateway/upstream-client.ts'],
-  'C-SESS-3': ['src/policy/binding.ts'],
+  'C-SESS-3': ['src/policy/binding.ts', 'src/transport/http-server.ts'],
   'C-SESS-4': ['src/transport/http-server.ts'],
   'C-SESS-8': ['src/auth/server/cookies.ts'],
-  'C-SESS-9': ['src/net/pinning.ts'],
+  'C-SESS-9': ['src/net/pinning.ts', 'src/transport/upstream/http.ts'],
   'C-DEP-1': ['src/auth/server/authorize.ts', 'src/auth/server/consent.ts'],
   'C-DEP-2': ['src/auth/server/consent.ts'],
   'C-DEP-3': ['src/auth/server/validate.ts'],
@@ -102,10 +102,6 @@ const NOT_WIRED_TOOLS =
 
 /** Implemented in part: the reason is shown in the matrix. */
 const PARTIAL: Record<string, string> = {
-  'C-TOK-8':
-    'TLS 1.3 listener options and HSTS built and tested; the gateway listener does not use them yet (issue 5)',
-  'C-SESS-9': 'SPKI pinning agent built and tested; upstream connections do not use it yet (issue 5)',
-  'C-SESS-3': 'binding checks built and tested; not yet applied to gateway sessions (issue 5)',
   'C-TOK-4':
     'AES-256-GCM store with env/file/Vault/Azure key providers and rotation; the gateway does not store upstream tokens yet (per-user OAuth not enabled)',
   'S-ELI-1':

@@ -24,6 +24,7 @@ import { SqlitePinStore } from './guard/tools/pins-sqlite.ts';
 import { makeScanHook } from './guard/tools/scan-hook.ts';
 import { Pipeline } from './pipeline/chain.ts';
 import type { Interceptor } from './pipeline/types.ts';
+import { createRateLimitInterceptor } from './policy/rate-limit.ts';
 import { openStore } from './store/open.ts';
 import type { Store } from './store/types.ts';
 import { type Authenticator, anonymous, GatewayHttpServer } from './transport/http-server.ts';
@@ -81,6 +82,18 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     interceptors.push(createToolGuardInterceptor(guard));
   }
   const pipeline = new Pipeline(interceptors);
+  // Rate limits per user / client / tool over the shared counter [issue 5]; placed first so a
+  // flood is refused before any other work.
+  const addRateLimits = (st: Store) => {
+    if (config.rateLimits?.rules.length)
+      pipeline.prepend(
+        createRateLimitInterceptor({
+          counter: st.rate,
+          rules: config.rateLimits.rules,
+          storeTimeoutMs: config.rateLimits.storeTimeoutMs,
+        }),
+      );
+  };
   const factory = opts.transportFactory ?? defaultTransportFactory(opts.launcher);
   const servers = config.servers;
   const byName = new Map(servers.map((s) => [s.name, s]));
@@ -93,12 +106,21 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
   // The gateway's own authorization server (issue 4): its tokens are validated like any
   // issuer's, with its JWKS served in-process (no HTTP round trip to itself).
   let as: AuthorizationServer | undefined;
-  let store: Store | undefined;
+  const st = config.state;
+  const store: Store = await openStore({
+    sqlite: st.sqlite,
+    ...(st.postgres ? { postgres: st.postgres } : {}),
+    ...(st.redis ? { redis: st.redis } : {}),
+    ...(st.eventKey ? { eventKey: st.eventKey } : {}),
+    ...(st.redisPrefix ? { redisPrefix: st.redisPrefix } : {}),
+    ...(st.postgresSchema ? { postgresSchema: st.postgresSchema } : {}),
+    onConnectionError: (err) => logger.warn({ err: err.message }, 'state backend connection error'),
+  });
+  addRateLimits(store);
   let authConfig = config;
   let authFetch = opts.authDeps?.fetch;
   const asInput = authorizationServerInput(config);
   if (asInput) {
-    store = await openStore({ sqlite: config.state.sqlite });
     as = await createAuthorizationServer(authorizationServerSchema.parse(asInput), {
       store,
       audit: audit.emit,
@@ -164,17 +186,24 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     },
     log,
     isReady: () => true,
-    createSession: (identity, single) =>
-      new Session(identity, single ? [byName.get(single)!] : servers, single, {
-        pipeline,
-        audit: audit.emit,
-        factory,
-        timeoutMs: config.limits.requestTimeoutMs,
-        replayEvents: config.limits.streamReplayEvents,
-        log,
-        version: VERSION,
-        credentials: (srv) => providers.get(srv.name),
-      }),
+    store,
+    createSession: (identity, single, id) =>
+      new Session(
+        identity,
+        single ? [byName.get(single)!] : servers,
+        single,
+        {
+          pipeline,
+          audit: audit.emit,
+          factory,
+          timeoutMs: config.limits.requestTimeoutMs,
+          replayEvents: config.limits.streamReplayEvents,
+          log,
+          version: VERSION,
+          credentials: (srv) => providers.get(srv.name),
+        },
+        id,
+      ),
   });
   admin = createAdminApi({
     authenticate: adminAuthenticate,
@@ -192,22 +221,25 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
             ...(x.single ? { server: x.single } : {}),
             lastSeen: x.lastSeen,
           })),
-      terminate: async (id, reason) => {
+      terminate: async (id) => {
         const x = httpServer.sessions.get(id);
         if (!x || x.closed) return false;
-        await x.close(reason);
+        await httpServer.revoke(x.identity.user, id);
         return true;
       },
-      terminateUser: async (user, reason) => {
-        const list = [...httpServer.sessions.values()].filter((x) => !x.closed && x.identity.user === user);
-        await Promise.all(list.map((x) => x.close(reason)));
-        return list.length;
+      terminateUser: async (user) => {
+        const n = [...httpServer.sessions.values()].filter(
+          (x) => !x.closed && x.identity.user === user,
+        ).length;
+        await httpServer.revoke(user);
+        return n;
       },
     },
   });
   const addr = await httpServer.listen();
   const hostForUrl = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = config.listen.publicUrl?.replace(/\/$/, '') ?? `http://${hostForUrl}:${addr.port}`;
+  const scheme = config.listen.tls ? 'https' : 'http';
+  const url = config.listen.publicUrl?.replace(/\/$/, '') ?? `${scheme}://${hostForUrl}:${addr.port}`;
   audit.emit({
     type: 'gateway.start',
     decision: 'info',
@@ -230,7 +262,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
         pins?.close();
         if (adminPins !== pins) adminPins.close();
         await as?.close();
-        await store?.close();
+        await store.close();
       })();
       return closing;
     },

@@ -143,6 +143,12 @@ function crossCheck(cfg: WardenConfig, issues: ConfigIssue[]): void {
       message: `is "none" but listen.host ${listen.host} is not loopback: configure auth.mode "oauth" (or set auth.allowUnauthenticatedRemote: true, never in production)`,
     });
   }
+  if ((cfg.state.postgres || cfg.state.redis) && !cfg.state.eventKey)
+    issues.push({
+      path: 'state.eventKey',
+      message:
+        'is required with state.postgres or state.redis (the same key on every instance, e.g. ${env:WARDEN_EVENT_KEY})',
+    });
   cfg.servers.forEach((srv, i) => {
     if (srv.transport === 'stdio' || !srv.auth) return;
     const a = srv.auth;

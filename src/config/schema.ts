@@ -6,6 +6,10 @@
  */
 import { z } from 'zod';
 import { upstreamAuthSchema } from '../auth/upstream/config.ts';
+import { upstreamTlsSchema } from '../net/pinning.ts';
+import { tlsSchema } from '../net/tls.ts';
+import { bindingSchema } from '../policy/binding.ts';
+import { rateLimitSchema } from '../policy/rate-limit.ts';
 
 const SERVER_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
@@ -74,6 +78,8 @@ const httpServer = z
     transport: z.literal('http'),
     url: upstreamUrl,
     headers: headerMap.default({}),
+    /** Certificate pinning (SPKI SHA-256) and CA for this upstream's HTTPS connection [C-SESS-9]. */
+    tls: upstreamTlsSchema.optional(),
     /** Credentials the gateway obtains for this upstream (never the client's token) [C-TOK-1]. */
     auth: upstreamAuthSchema.optional(),
   })
@@ -108,6 +114,8 @@ export const configSchema = z
   .object({
     listen: z
       .object({
+        /** Terminate TLS here (TLS 1.3 minimum, HSTS) [C-TOK-8]. */
+        tls: tlsSchema.optional(),
         /** Address to bind. Loopback by default [S-SESS-5]. */
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8787),
@@ -150,9 +158,35 @@ export const configSchema = z
       .object({
         /** SQLite database file of the embedded default. */
         sqlite: z.string().default('./data/warden.db'),
+        /** PostgreSQL URL for durable shared state (several instances). */
+        postgres: z.string().min(1).optional(),
+        /** Redis URL for sessions, event store, rate limits and revocation fan-out. */
+        redis: z.string().min(1).optional(),
+        /** Key that signs stored stream events; the same on every instance (≥ 32 characters). */
+        eventKey: z.string().min(32, 'must be at least 32 characters (use ${env:…})').optional(),
+        /** Key prefix in Redis / schema in PostgreSQL (several gateways on one backend). */
+        redisPrefix: z.string().min(1).optional(),
+        postgresSchema: z
+          .string()
+          .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+          .optional(),
       })
       .strict()
       .default({ sqlite: './data/warden.db' }),
+    sessions: z
+      .object({
+        /** Absolute lifetime of a session, whatever its activity [C-SESS-5]. */
+        maxLifetimeMs: z
+          .number()
+          .int()
+          .min(60_000)
+          .default(24 * 3600_000),
+        /** Optional binding of sessions to client address / user agent / device [C-SESS-3]. */
+        binding: bindingSchema.default({ userAgent: 'off', device: false }),
+      })
+      .strict()
+      .default({ maxLifetimeMs: 24 * 3600_000, binding: { userAgent: 'off', device: false } }),
+    rateLimits: rateLimitSchema.optional(),
     audit: z
       .object({
         /** JSON-lines audit file; "-" writes to stdout. */

@@ -53,7 +53,7 @@ export function newSessionId(): string {
 }
 
 export class Session {
-  readonly id = newSessionId();
+  readonly id: string;
   readonly identity: Identity;
   /** Server name for `/mcp/<server>`; undefined for the aggregated endpoint. */
   readonly single: string | undefined;
@@ -84,7 +84,9 @@ export class Session {
     servers: readonly ServerConfig[],
     single: string | undefined,
     deps: SessionDeps,
+    id: string = newSessionId(),
   ) {
+    this.id = id;
     this.identity = identity;
     this.single = single;
     this.#deps = deps;
@@ -182,6 +184,7 @@ export class Session {
   /** Handles `initialize`: initialises the upstream(s) with the client's parameters. */
   async initialize(req: JsonRpcRequest): Promise<JsonRpcResponse> {
     const params = req.params ?? {};
+    this.#initParams = params;
     this.protocolVersion = negotiateVersion(params.protocolVersion);
     const caps = params.capabilities;
     this.clientCapabilities = caps && typeof caps === 'object' ? (caps as Record<string, unknown>) : {};
@@ -247,6 +250,57 @@ export class Session {
     if (ok.length === 0)
       return errorResponse(req.id, ErrorCode.UpstreamUnavailable, 'no upstream server is available');
     return { jsonrpc: '2.0', id: req.id, result: this.#mergedInit() };
+  }
+
+  /** What another instance needs to continue this session (stored in the shared session record). */
+  snapshot(): {
+    init: Record<string, unknown>;
+    upstreams: Record<string, { result?: unknown; session?: string }>;
+  } {
+    const upstreams: Record<string, { result?: unknown; session?: string }> = {};
+    for (const [name, c] of this.#upstreams) {
+      upstreams[name] = {
+        ...(c.initResult ? { result: c.initResult } : {}),
+        ...(c.upstreamSessionId ? { session: c.upstreamSessionId } : {}),
+      };
+    }
+    return { init: this.#initParams ?? {}, upstreams };
+  }
+
+  #initParams: Record<string, unknown> | undefined;
+
+  /**
+   * Rebuilds a session another instance created, from its stored snapshot: HTTP upstream
+   * sessions are adopted, stdio servers are started and initialised again.
+   */
+  async restore(
+    protocolVersion: string,
+    snap: {
+      init: Record<string, unknown>;
+      upstreams: Record<string, { result?: unknown; session?: string }>;
+    },
+  ): Promise<void> {
+    this.protocolVersion = protocolVersion;
+    this.#initParams = snap.init;
+    const caps = snap.init.capabilities;
+    this.clientCapabilities = caps && typeof caps === 'object' ? (caps as Record<string, unknown>) : {};
+    await Promise.all(
+      [...this.#upstreams.entries()].map(async ([name, c]) => {
+        const u = snap.upstreams[name];
+        try {
+          const ok = await c.resume(
+            { ...snap.init, protocolVersion },
+            u?.result as Record<string, unknown> | undefined,
+            u?.session,
+          );
+          if (!ok) this.#deps.log('warn', `upstream ${name} could not be resumed`, { server: name });
+        } catch (err) {
+          this.#deps.log('warn', `upstream ${name} could not be resumed: ${(err as Error).message}`, {
+            server: name,
+          });
+        }
+      }),
+    );
   }
 
   #mergedInit(): Record<string, unknown> {

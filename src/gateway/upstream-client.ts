@@ -4,6 +4,7 @@
  * clients can never collide), enforces per-request timeouts, and restarts a crashed stdio
  * server with exponential back-off.
  */
+import { readFileSync } from 'node:fs';
 import {
   UpstreamAuthError,
   UserAuthorizationRequired,
@@ -76,6 +77,11 @@ export function defaultTransportFactory(launcher?: Launcher): TransportFactory {
       case 'http':
         return new StreamableHttpTransport({
           url: server.url,
+          ...(server.tls
+            ? {
+                tls: { pins: server.tls.pins, ...(server.tls.ca ? { ca: readFileSync(server.tls.ca) } : {}) },
+              }
+            : {}),
           headers: credentials
             ? async () => ({ ...server.headers, ...(await credentials()) })
             : server.headers,
@@ -136,6 +142,35 @@ export class UpstreamClient<T> {
       if (typeof v === 'string') this.#transport?.setProtocolVersion?.(v);
     }
     return res;
+  }
+
+  /** The upstream's own session id (HTTP upstreams), for sharing the session with other instances. */
+  get upstreamSessionId(): string | undefined {
+    return this.#transport?.sessionId;
+  }
+
+  /**
+   * Continues a session that another gateway instance initialised: an HTTP upstream adopts the
+   * stored upstream session id (no initialize); others are initialised again with the client's
+   * original parameters, followed by `notifications/initialized`.
+   */
+  async resume(
+    params: Record<string, unknown>,
+    initResult: Record<string, unknown> | undefined,
+    upstreamSessionId: string | undefined,
+  ): Promise<boolean> {
+    this.#initParams = params;
+    await this.#connect();
+    const version = typeof initResult?.protocolVersion === 'string' ? initResult.protocolVersion : undefined;
+    if (upstreamSessionId && version && this.#transport?.adoptSession?.(upstreamSessionId, version)) {
+      this.initResult = initResult;
+      this.#initialized = true;
+      return true;
+    }
+    const res = await this.initialize(params);
+    if (!('result' in res)) return false;
+    await this.initialized();
+    return true;
   }
 
   async #connect(): Promise<void> {

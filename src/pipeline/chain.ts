@@ -57,18 +57,36 @@ function denied(
 
 /** The compiled interceptor chain. Build once; call per message. */
 export class Pipeline {
-  readonly #req: Named<ReqHook>[];
-  readonly #res: Named<ResHook>[];
-  readonly #srvReq: Named<ReqHook>[];
-  readonly #note: Named<NoteHook>[];
-  readonly names: readonly string[];
+  #req: Named<ReqHook>[];
+  #res: Named<ResHook>[];
+  #srvReq: Named<ReqHook>[];
+  #note: Named<NoteHook>[];
+  #list: Interceptor[];
+  names: readonly string[];
 
   constructor(interceptors: readonly Interceptor[]) {
-    this.#req = collect(interceptors, 'onRequest');
-    this.#res = collect(interceptors, 'onResponse');
-    this.#srvReq = collect(interceptors, 'onServerRequest');
-    this.#note = collect(interceptors, 'onNotification');
-    this.names = interceptors.map((i) => i.name);
+    this.#list = [...interceptors];
+    this.#req = [];
+    this.#res = [];
+    this.#srvReq = [];
+    this.#note = [];
+    this.names = [];
+    this.#compile();
+  }
+
+  #compile(): void {
+    const list = this.#list;
+    this.#req = collect(list, 'onRequest');
+    this.#res = collect(list, 'onResponse');
+    this.#srvReq = collect(list, 'onServerRequest');
+    this.#note = collect(list, 'onNotification');
+    this.names = list.map((i) => i.name);
+  }
+
+  /** Puts an interceptor first (assembly time only: before the gateway serves requests). */
+  prepend(i: Interceptor): void {
+    this.#list = [i, ...this.#list];
+    this.#compile();
   }
 
   /** Client → server request: request hooks, then `send`, then response hooks (in reverse order). */

@@ -5,6 +5,7 @@
  * [S-SESS-6], content type, Accept, body size, JSON-RPC framing.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { AuditEmitter } from '../audit/events.ts';
 import { isLoopbackHost, type WardenConfig } from '../config/schema.ts';
@@ -22,7 +23,12 @@ import {
   parseBody,
 } from '../mcp/jsonrpc.ts';
 import { DEFAULT_HEADER_VERSION, isSupportedVersion } from '../mcp/protocol.ts';
+import { createTlsOptions, HSTS_HEADER, HSTS_VALUE, tlsFilesFromConfig } from '../net/tls.ts';
 import type { Identity } from '../pipeline/types.ts';
+import { type BindingRequest, checkBinding, createBinding } from '../policy/binding.ts';
+import { rateLimitHttpOutcome } from '../policy/rate-limit.ts';
+import { StoreUnavailableError } from '../store/errors.ts';
+import type { JsonObject, SessionBinding, SessionRecord, Store } from '../store/types.ts';
 
 /** Outcome of authenticating an HTTP request (issue 3 plugs the protected resource in here). */
 export type AuthResult =
@@ -58,13 +64,27 @@ export interface HttpServerDeps {
   serverNames: ReadonlySet<string>;
   authenticate: Authenticator;
   /** Creates a session for `single` (server name) or the aggregated endpoint. */
-  createSession(identity: Identity, single: string | undefined): Session;
+  createSession(identity: Identity, single: string | undefined, id?: string): Session;
+  /** Shared state: sessions on several instances, revocation fan-out. Without it sessions are in-process. */
+  store?: Store;
   log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   isReady(): boolean;
   /** Extra scopes a tools/call needs (per-tool rules), by server and tool name. */
   toolScopes?: (server: string, tool: string) => readonly string[];
   /** Extra routes (well-known metadata, OAuth endpoints) tried before the MCP routes. */
   extraRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean> | boolean;
+}
+
+const REVOKE_CHANNEL = 'sessions.revoked';
+/** How often an active session is re-confirmed against the shared store (idle expiry, revocation). */
+const TOUCH_INTERVAL_MS = 5000;
+
+function bindingRequest(req: IncomingMessage): BindingRequest {
+  const ua = req.headers['user-agent'];
+  return {
+    ...(req.socket.remoteAddress ? { ip: req.socket.remoteAddress } : {}),
+    ...(typeof ua === 'string' ? { userAgent: ua } : {}),
+  };
 }
 
 const SECURITY_HEADERS = {
@@ -115,7 +135,7 @@ function one(v: string | string[] | undefined): string | undefined {
 }
 
 export class GatewayHttpServer {
-  readonly server: http.Server;
+  readonly server: http.Server | https.Server;
   readonly sessions = new Map<string, Session>();
   readonly #deps: HttpServerDeps;
   #allowedHosts = new Set<string>();
@@ -123,14 +143,20 @@ export class GatewayHttpServer {
   #draining = false;
   readonly #inflight = new Set<Promise<unknown>>();
   #sweeper: NodeJS.Timeout | undefined;
+  #unsubscribe: (() => Promise<void>) | undefined;
+  /** When each session was last confirmed against the shared store. */
+  readonly #touched = new WeakMap<Session, number>();
+  readonly #bindings = new WeakMap<Session, SessionBinding>();
   /** Validated access token per request (token exchange); weak so it dies with the request. */
   readonly #tokens = new WeakMap<IncomingMessage, string>();
 
   constructor(deps: HttpServerDeps) {
     this.#deps = deps;
-    this.server = http.createServer(
-      { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 30_000 },
-      (req, res) => {
+    const tls = deps.config.listen.tls;
+    const serverOptions = { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 30_000 };
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      if (tls) res.setHeader(HSTS_HEADER, HSTS_VALUE);
+      {
         const p = this.#handle(req, res).catch((err: unknown) => {
           deps.log('error', `unhandled error: ${err instanceof Error ? err.stack : String(err)}`);
           if (!res.headersSent) rpcError(res, 500, ErrorCode.InternalError, 'Internal error');
@@ -138,9 +164,58 @@ export class GatewayHttpServer {
         });
         this.#inflight.add(p);
         void p.finally(() => this.#inflight.delete(p));
-      },
+      }
+    };
+    // TLS 1.3 minimum and HSTS when the gateway terminates TLS itself [C-TOK-8].
+    this.server = tls
+      ? https.createServer({ ...serverOptions, ...createTlsOptions(tlsFilesFromConfig(tls)) }, handler)
+      : http.createServer(serverOptions, handler);
+  }
+
+  /**
+   * Ends a session (or every session of `user` when `sessionId` is omitted) on all instances:
+   * deleted from the shared store and announced on the revocation channel [C-SESS-5, C-SESS-7].
+   */
+  async revoke(user: string, sessionId?: string): Promise<void> {
+    const store = this.#deps.store;
+    if (sessionId) {
+      const local = this.sessions.get(sessionId);
+      if (local && local.identity.user === user) await local.close('session_revoked');
+    } else {
+      await Promise.all(
+        [...this.sessions.values()]
+          .filter((x) => x.identity.user === user)
+          .map((x) => x.close('session_revoked')),
+      );
+    }
+    if (!store) return;
+    if (sessionId) await store.sessions.delete(user, sessionId);
+    else await store.sessions.deleteAllForUser(user);
+    await store.pubsub.publish(
+      REVOKE_CHANNEL,
+      JSON.stringify({ user, ...(sessionId ? { id: sessionId } : {}) }),
     );
   }
+
+  #onRevoked = (message: string): void => {
+    let m: { user?: unknown; id?: unknown };
+    try {
+      m = JSON.parse(message) as { user?: unknown; id?: unknown };
+    } catch {
+      return;
+    }
+    if (typeof m.user !== 'string') return;
+    for (const x of [...this.sessions.values()]) {
+      if (x.identity.user !== m.user || (typeof m.id === 'string' && x.id !== m.id)) continue;
+      this.#deps.audit({
+        type: 'session.terminated',
+        decision: 'info',
+        reason: 'revoked_elsewhere',
+        session: x.id,
+      });
+      void x.close('session_revoked');
+    }
+  };
 
   /** Starts listening; resolves with the bound address. */
   async listen(): Promise<AddressInfo> {
@@ -152,6 +227,8 @@ export class GatewayHttpServer {
         resolve();
       });
     });
+    if (this.#deps.store)
+      this.#unsubscribe = await this.#deps.store.pubsub.subscribe(REVOKE_CHANNEL, this.#onRevoked);
     const addr = this.server.address() as AddressInfo;
     this.#computeAllowlists(addr.port);
     const idle = this.#deps.config.limits.sessionIdleMs;
@@ -287,6 +364,36 @@ export class GatewayHttpServer {
     }
     const identity = auth.identity;
     if (auth.token) this.#tokens.set(req, auth.token);
+    const httpRule = this.#deps.config.rateLimits?.http;
+    if (httpRule && this.#deps.store) {
+      const who = identity.user === 'anonymous' ? `ip:${req.socket.remoteAddress ?? ''}` : identity.user;
+      const out = await rateLimitHttpOutcome(
+        {
+          counter: this.#deps.store.rate,
+          rule: httpRule,
+          storeTimeoutMs: this.#deps.config.rateLimits?.storeTimeoutMs,
+        },
+        { user: who, endpoint: path },
+      );
+      if (!out.ok) {
+        this.#deps.audit({
+          type: 'http.rejected',
+          decision: 'deny',
+          reason: out.reason,
+          actor: { user: identity.user, ip: req.socket.remoteAddress ?? '' },
+          detail: { path, status: out.status, retryAfterMs: out.retryAfterMs },
+        });
+        return rpcError(
+          res,
+          out.status,
+          ErrorCode.InvalidRequest,
+          out.status === 429
+            ? 'Too Many Requests: rate limit exceeded'
+            : 'Service unavailable: rate limit state unreachable',
+          out.headers,
+        );
+      }
+    }
 
     const versionHeader = one(req.headers['mcp-protocol-version']);
     if (versionHeader !== undefined && !isSupportedVersion(versionHeader)) {
@@ -299,7 +406,7 @@ export class GatewayHttpServer {
     }
 
     if (method === 'POST') return this.#post(req, res, identity, single, path);
-    const session = this.#session(req, res, identity, single);
+    const session = await this.#session(req, res, identity, single);
     if (!session) return;
     if (method === 'GET') {
       const accept = String(req.headers.accept ?? '');
@@ -326,30 +433,35 @@ export class GatewayHttpServer {
       session.openGetStream(res, responseHeaders(session));
       return;
     }
-    // DELETE: the client ends its session.
+    // DELETE: the client ends its session, on every instance.
     await session.close('client_terminated');
     this.sessions.delete(session.id);
+    try {
+      await this.revoke(identity.user, session.id);
+    } catch (err) {
+      return this.#unavailable(res, err);
+    }
     sendJson(res, 200, {});
   }
 
   /** Finds the session named by the request; answers 400 / 404 itself when there is none. */
-  #session(
+  /**
+   * Finds the session named by the request, in this instance or (shared state) in the store,
+   * where another instance may have created it; answers 400 / 404 / 503 itself when there is none.
+   */
+  async #session(
     req: IncomingMessage,
     res: ServerResponse,
     identity: Identity,
     single: string | undefined,
-  ): Session | undefined {
+  ): Promise<Session | undefined> {
     const sid = one(req.headers['mcp-session-id']);
     if (!sid) {
       rpcError(res, 400, ErrorCode.InvalidRequest, 'Bad Request: Mcp-Session-Id header is required');
       return undefined;
     }
-    const s = this.sessions.get(sid);
-    if (!s || s.closed || s.single !== single) {
-      rpcError(res, 404, ErrorCode.InvalidRequest, 'Session not found');
-      return undefined;
-    }
-    if (s.identity.user !== identity.user) {
+    let s = this.sessions.get(sid);
+    if (s && !s.closed && s.identity.user !== identity.user) {
       // Another user's session id: indistinguishable from a missing one for the caller [C-SESS-2].
       this.#deps.audit({
         type: 'session.hijack_suspected',
@@ -361,8 +473,104 @@ export class GatewayHttpServer {
       rpcError(res, 404, ErrorCode.InvalidRequest, 'Session not found');
       return undefined;
     }
+    const store = this.#deps.store;
+    try {
+      if (!s || s.closed) {
+        s = undefined;
+        // Keyed by <user>:<session>: another user's id is simply not found [C-SESS-2].
+        const rec =
+          store && /^[A-Za-z0-9_-]{43}$/.test(sid)
+            ? await store.sessions.get(identity.user, sid, Date.now())
+            : undefined;
+        if (rec) s = await this.#restore(identity, rec);
+      } else if (store && Date.now() - (this.#touched.get(s) ?? 0) > TOUCH_INTERVAL_MS) {
+        // Revoked or expired elsewhere? The store is the authority (pub/sub is only the fast path).
+        this.#touched.set(s, Date.now());
+        if (!(await store.sessions.touch(identity.user, s.id, Date.now()))) {
+          await s.close('session_revoked');
+          this.sessions.delete(s.id);
+          s = undefined;
+        }
+      }
+    } catch (err) {
+      this.#unavailable(res, err);
+      return undefined;
+    }
+    if (!s || s.closed || s.single !== single) {
+      rpcError(res, 404, ErrorCode.InvalidRequest, 'Session not found');
+      return undefined;
+    }
+    const bindingProblem = this.#checkBinding(req, s);
+    if (bindingProblem) {
+      this.#deps.audit({
+        type: 'session.hijack_suspected',
+        decision: 'deny',
+        reason: `session_binding_${bindingProblem}`,
+        session: s.id,
+        actor: { user: identity.user, ip: req.socket.remoteAddress ?? '' },
+      });
+      rpcError(res, 404, ErrorCode.InvalidRequest, 'Session not found');
+      return undefined;
+    }
     s.setSubjectToken(this.#tokens.get(req));
     return s;
+  }
+
+  #checkBinding(req: IncomingMessage, s: Session): string | undefined {
+    const binding = this.#bindings.get(s);
+    if (!binding) return undefined;
+    const r = checkBinding(binding, bindingRequest(req));
+    return r.ok ? undefined : r.reason;
+  }
+
+  /** Rebuilds a session created by another instance (or before a restart) from its stored record. */
+  async #restore(identity: Identity, rec: SessionRecord): Promise<Session | undefined> {
+    const info = (rec.clientInfo ?? {}) as { endpoint?: string | null; snapshot?: unknown };
+    const single = typeof info.endpoint === 'string' ? info.endpoint : undefined;
+    if (single !== undefined && !this.#deps.serverNames.has(single)) return undefined;
+    const session = this.#deps.createSession(identity, single, rec.sessionId);
+    const snap = (info.snapshot ?? { init: {}, upstreams: {} }) as Parameters<Session['restore']>[1];
+    await session.restore(rec.protocolVersion, snap);
+    if (rec.binding) this.#bindings.set(session, rec.binding);
+    this.#register(session);
+    this.#touched.set(session, Date.now());
+    this.#deps.audit({
+      type: 'session.created',
+      decision: 'allow',
+      reason: 'restored_from_store',
+      session: session.id,
+      server: single,
+      actor: { user: identity.user },
+    });
+    return session;
+  }
+
+  #register(session: Session): void {
+    this.sessions.set(session.id, session);
+    session.onClosed = () => this.sessions.delete(session.id);
+  }
+
+  #unavailable(res: ServerResponse, err: unknown): void {
+    if (err instanceof StoreUnavailableError) {
+      this.#deps.log('error', `state backend unavailable: ${err.message}`);
+      this.#deps.audit({
+        type: 'http.rejected',
+        decision: 'error',
+        reason: 'store_unavailable',
+        detail: { backend: err.backend },
+      });
+      rpcError(
+        res,
+        503,
+        ErrorCode.InternalError,
+        'Service unavailable: session state cannot be reached, retry shortly',
+        {
+          'retry-after': '2',
+        },
+      );
+      return;
+    }
+    throw err;
   }
 
   async #readBody(req: IncomingMessage, res: ServerResponse): Promise<string | undefined> {
@@ -464,7 +672,7 @@ export class GatewayHttpServer {
         );
       return this.#initialize(req, res, identity, single, init, path);
     }
-    const session = this.#session(req, res, identity, single);
+    const session = await this.#session(req, res, identity, single);
     if (!session) return;
     const requests = msgs.filter(isRequest);
     // Per-tool scopes: a tools/call may need more than the endpoint; 403 names exactly those [S-RS-5].
@@ -544,8 +752,32 @@ export class GatewayHttpServer {
       await session.close('initialize_failed');
       return sendJson(res, 200, result);
     }
-    this.sessions.set(session.id, session);
-    session.onClosed = () => this.sessions.delete(session.id);
+    const policy = this.#deps.config.sessions;
+    const binding = createBinding(policy.binding, bindingRequest(req));
+    const hasBinding = Object.keys(binding).length > 0;
+    if (hasBinding) this.#bindings.set(session, binding);
+    if (this.#deps.store) {
+      const now = Date.now();
+      try {
+        await this.#deps.store.sessions.create({
+          userId: identity.user,
+          sessionId: session.id,
+          createdAt: now,
+          lastSeenAt: now,
+          idleTimeoutMs: this.#deps.config.limits.sessionIdleMs,
+          absoluteExpiresAt: now + policy.maxLifetimeMs,
+          protocolVersion: session.protocolVersion,
+          clientInfo: { endpoint: single ?? null, snapshot: session.snapshot() } as unknown as JsonObject,
+          ...(hasBinding ? { binding } : {}),
+          upstreamSessions: {},
+        });
+      } catch (err) {
+        await session.close('store_unavailable');
+        return this.#unavailable(res, err);
+      }
+      this.#touched.set(session, now);
+    }
+    this.#register(session);
     this.#deps.audit({
       type: 'session.created',
       decision: 'allow',
@@ -566,6 +798,7 @@ export class GatewayHttpServer {
   async shutdown(graceMs = 10_000): Promise<void> {
     this.#draining = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
+    await this.#unsubscribe?.().catch(() => {});
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const deadline = new Promise((r) => setTimeout(r, graceMs).unref());
     await Promise.race([Promise.allSettled([...this.#inflight]), deadline]);

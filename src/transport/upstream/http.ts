@@ -19,6 +19,7 @@ import {
   type JsonRpcMessage,
 } from '../../mcp/jsonrpc.ts';
 import { SseParser } from '../../mcp/sse.ts';
+import { pinnedAgent, pinningCheckServerIdentity } from '../../net/pinning.ts';
 import type { UpstreamTransport } from './types.ts';
 
 /** Long-lived GET streams and rare requests (resume, DELETE): one socket each, not pooled with POSTs. */
@@ -26,15 +27,37 @@ const httpAgent = new http.Agent({ keepAlive: true, keepAliveMsecs: 10_000 });
 const httpsAgent = new https.Agent({ keepAlive: true, keepAliveMsecs: 10_000 });
 const POST_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 
-/** POSTs go through one keep-alive undici pool per upstream origin, shared by all sessions. */
+/** POSTs go through one keep-alive undici pool per upstream origin (and TLS policy), shared by all sessions. */
 const pools = new Map<string, Pool>();
-function poolFor(url: URL): Pool {
-  let p = pools.get(url.origin);
+function poolFor(url: URL, tls: UpstreamTls | undefined): Pool {
+  const key = tls ? `${url.origin} ${tls.pins.join(',')} ${tls.ca ? 'ca' : ''}` : url.origin;
+  let p = pools.get(key);
   if (!p) {
-    p = new Pool(url.origin, { connections: 128, keepAliveTimeout: 10_000, pipelining: 1 });
-    pools.set(url.origin, p);
+    p = new Pool(url.origin, {
+      connections: 128,
+      keepAliveTimeout: 10_000,
+      pipelining: 1,
+      ...(tls
+        ? {
+            // SPKI pinning [C-SESS-9]: verified chain + pin on every (non-resumed) handshake.
+            connect: {
+              rejectUnauthorized: true,
+              maxCachedSessions: 0,
+              checkServerIdentity: pinningCheckServerIdentity(tls.pins),
+              ...(tls.ca ? { ca: tls.ca } : {}),
+            },
+          }
+        : {}),
+    });
+    pools.set(key, p);
   }
   return p;
+}
+
+/** Pinning policy of one upstream: SPKI pins and an optional CA bundle (PEM). */
+export interface UpstreamTls {
+  pins: readonly string[];
+  ca?: Buffer;
 }
 
 export interface HttpTransportOptions {
@@ -43,6 +66,8 @@ export interface HttpTransportOptions {
   headers?: Record<string, string> | (() => Promise<Record<string, string>> | Record<string, string>);
   /** Max bytes of one JSON response or SSE event. */
   maxMessageBytes?: number;
+  /** Certificate pinning for this upstream; GET streams use the matching https agent. */
+  tls?: UpstreamTls;
   /** Open the GET stream for server-initiated messages after initialisation (default true). */
   openGetStream?: boolean;
 }
@@ -74,10 +99,14 @@ export class StreamableHttpTransport implements UpstreamTransport {
     this.#opts = opts;
     this.#url = new URL(opts.url);
     const secure = this.#url.protocol === 'https:';
-    this.#agent = secure ? httpsAgent : httpAgent;
+    this.#agent = secure
+      ? opts.tls
+        ? pinnedAgent(opts.tls.pins, opts.tls.ca ? { ca: opts.tls.ca } : {})
+        : httpsAgent
+      : httpAgent;
     this.#request = secure ? https.request : http.request;
     this.#max = opts.maxMessageBytes ?? 16 * 1024 * 1024;
-    this.#pool = poolFor(this.#url);
+    this.#pool = poolFor(this.#url, opts.tls);
     this.#path = `${this.#url.pathname}${this.#url.search}`;
   }
 
@@ -89,6 +118,14 @@ export class StreamableHttpTransport implements UpstreamTransport {
 
   setProtocolVersion(version: string): void {
     this.#protocolVersion = version;
+  }
+
+  adoptSession(sessionId: string, protocolVersion: string): boolean {
+    if (!/^[\x21-\x7e]{1,256}$/.test(sessionId)) return false;
+    this.#sessionId = sessionId;
+    this.#protocolVersion = protocolVersion;
+    if (this.#opts.openGetStream !== false) void this.#openGetStream(undefined);
+    return true;
   }
 
   async #headers(extra: Record<string, string>): Promise<Record<string, string>> {

@@ -24,6 +24,13 @@ export interface UpstreamTransport {
   send(message: JsonRpcMessage): Promise<void>;
   /** Tells HTTP transports the negotiated protocol version for the MCP-Protocol-Version header. */
   setProtocolVersion?(version: string): void;
+  /** The upstream's session id (Streamable HTTP `Mcp-Session-Id`), when it has one. */
+  readonly sessionId?: string | undefined;
+  /**
+   * Continues an upstream session another gateway instance opened (Streamable HTTP only):
+   * requests carry `sessionId`, no initialize is sent. Returns false when not supported.
+   */
+  adoptSession?(sessionId: string, protocolVersion: string): boolean;
   close(): Promise<void>;
 }
 
