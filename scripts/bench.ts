@@ -1,24 +1,36 @@
 /**
- * `npm run bench`: performance of the gateway (issue 2).
+ * `npm run bench`: performance of the gateway (issues 2, 3 and 5).
  *
  *   A  direct connection to the HTTP bench upstream vs the gateway fronting it (/mcp/up)
+ *   D  the same gateway vs one with Redis-backed sessions vs one with `auth.mode: oauth`,
+ *      measured interleaved (Redis skipped with a note when REDIS_URL does not answer)
+ *   C  10,000 idle sessions held on the gateway (HTTP upstream): memory per session
+ *   S  soak (only with --soak SECONDS): steady rate, gateway RSS sampled every 10 s, slope
  *   B  mcp-proxy bridging the stdio bench server vs the gateway fronting the same stdio server
- *   C  1,000 concurrent open sessions on the gateway (HTTP upstream): memory per session
  *   +  access-token validation cost (src/auth/resource/bench.ts) when it imports cleanly
  *
  * For each target of A and B: latency at a moderate fixed rate (open loop, µs resolution) and
  * max throughput (autocannon), plus the RSS of the gateway / proxy process. The gateway, the
  * proxy and the upstream run as child processes; this process is only the load generator.
- * Always writes docs/benchmarks.md.
+ * Every gateway gets its own temporary `state.sqlite` file. Writes docs/benchmarks.md (not
+ * with --only, unless --md says where).
  *
  * Usage: npm run bench [-- options]
- *   --quick          short durations (smoke run, ~40 s)
- *   --json FILE      also write the raw figures as JSON
- *   --profile        run the gateway processes under `node --cpu-prof` and summarise hot frames
- *   --rate N         fixed rate in req/s (default 500)
- *   --connections N  connections for max throughput (default 32)
+ *   --quick            short durations (smoke run, ~1 min)
+ *   --json FILE        also write the raw figures as JSON
+ *   --md FILE          write the report there instead of docs/benchmarks.md
+ *   --profile          run the gateway processes under `node --cpu-prof` and summarise hot frames
+ *   --rate N           fixed rate in req/s (default 500)
+ *   --connections N    connections for max throughput (default 32)
+ *   --sessions N       idle sessions to hold in scenario C (default 10000; 2000 with --quick)
+ *   --session-concurrency N  handshakes in flight while opening them (default 64)
+ *   --soak SECONDS     also run the soak for that long (default off; issue 5 asks for 600)
+ *   --soak-rate N      soak rate in req/s (default 300)
+ *   --only LIST        run a subset: http,variants,sessions,soak,stdio,jwt (comma-separated)
+ * Environment: REDIS_URL (default redis://127.0.0.1:6379) for the Redis-backed variant.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, type as osType, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -31,6 +43,7 @@ import {
   openSessions,
   sanityCheck,
 } from './bench/mcp-client.ts';
+import { type BenchIssuer, startBenchIssuer } from './bench/oauth.ts';
 import {
   type Child,
   cpuMicros,
@@ -42,25 +55,55 @@ import {
   startChild,
 } from './bench/procs.ts';
 import { summarizeProfile } from './bench/profile.ts';
+import { countPrefix, deletePrefix, redisProblem } from './bench/redis.ts';
 import {
   type BenchResults,
   evaluate,
+  median,
   renderMarkdown,
   type SessionsResult,
+  SOAK_THRESHOLD_MIB_PER_MIN,
   type TargetKey,
   type TargetResult,
+  type VariantResult,
+  type VariantsResult,
 } from './bench/report.ts';
+import { type SoakResult, soak } from './bench/soak.ts';
+
+const SECTIONS = ['http', 'variants', 'sessions', 'soak', 'stdio', 'jwt'] as const;
+type Section = (typeof SECTIONS)[number];
 
 interface Args {
   quick: boolean;
   json?: string;
+  md?: string;
   profile: boolean;
   rate: number;
   connections: number;
+  sessions?: number;
+  sessionConcurrency: number;
+  soak: number;
+  soakRate: number;
+  only?: Set<Section>;
+}
+
+function positive(flag: string, v: string, allowZero = false): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < (allowZero ? 0 : 1))
+    throw new Error(`${flag} needs a whole number, got ${v}`);
+  return n;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, profile: false, rate: 500, connections: 32 };
+  const a: Args = {
+    quick: false,
+    profile: false,
+    rate: 500,
+    connections: 32,
+    sessionConcurrency: 64,
+    soak: 0,
+    soakRate: 300,
+  };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i];
     const next = () => {
@@ -71,9 +114,22 @@ function parseArgs(argv: string[]): Args {
     if (v === '--quick') a.quick = true;
     else if (v === '--profile') a.profile = true;
     else if (v === '--json') a.json = next();
-    else if (v === '--rate') a.rate = Number(next());
-    else if (v === '--connections') a.connections = Number(next());
-    else if (v === '--help' || v === '-h') {
+    else if (v === '--md') a.md = next();
+    else if (v === '--rate') a.rate = positive(v, next());
+    else if (v === '--connections') a.connections = positive(v, next());
+    else if (v === '--sessions') a.sessions = positive(v, next());
+    else if (v === '--session-concurrency') a.sessionConcurrency = positive(v, next());
+    else if (v === '--soak') a.soak = positive(v, next(), true);
+    else if (v === '--soak-rate') a.soakRate = positive(v, next());
+    else if (v === '--only') {
+      const list = next()
+        .split(',')
+        .map((x) => x.trim());
+      for (const x of list)
+        if (!(SECTIONS as readonly string[]).includes(x))
+          throw new Error(`--only: unknown section ${x} (one of ${SECTIONS.join(', ')})`);
+      a.only = new Set(list as Section[]);
+    } else if (v === '--help' || v === '-h') {
       process.stdout.write(`${readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]}*/\n`);
       process.exit(0);
     } else throw new Error(`unknown option ${v}`);
@@ -88,8 +144,19 @@ const P = {
   connections: args.connections,
   maxDurationS: args.quick ? 3 : 10,
   warmupS: args.quick ? 0.5 : 1,
-  sessions: 1000,
+  sessions: args.sessions ?? (args.quick ? 2000 : 10_000),
+  sessionConcurrency: args.sessionConcurrency,
 };
+/** Interleaved comparison of scenario D. */
+const V = {
+  rounds: args.quick ? 2 : 3,
+  windowS: args.quick ? 1.5 : 4,
+  maxRounds: args.quick ? 1 : 2,
+  maxWindowS: args.quick ? 2 : 4,
+};
+const runs = (x: Section) => (x === 'soak' ? args.soak > 0 : true) && (!args.only || args.only.has(x));
+const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+const REDIS_PREFIX = `warden-bench:${process.pid}-${randomBytes(4).toString('hex')}:`;
 const t0 = Date.now();
 const loadStart = loadavg().map((v) => Math.round(v * 100) / 100);
 const tmp = mkdtempSync(join(tmpdir(), 'warden-bench-'));
@@ -98,7 +165,11 @@ const children = new Set<Child>();
 
 process.on('SIGINT', () => {
   for (const c of children) c.proc.kill('SIGKILL');
-  process.exit(130);
+  // Best effort: the Redis keys of this run (the prefix is unique to it).
+  void deletePrefix(REDIS_URL, REDIS_PREFIX)
+    .catch(() => undefined)
+    .finally(() => process.exit(130));
+  setTimeout(() => process.exit(130), 2000).unref();
 });
 
 function track(c: Child): Child {
@@ -119,14 +190,38 @@ const gatewayMain: Runnable = await prepare('scripts/bench/gateway-main.ts', {
 });
 log(`runtime: ${gatewayMain.runtime}`);
 
-function gatewayConfig(server: Record<string, unknown>, name: string): string {
+/** Extra configuration of one gateway (merged over the defaults below). */
+interface GatewayExtra {
+  listen?: Record<string, unknown>;
+  state?: Record<string, unknown>;
+  auth?: Record<string, unknown>;
+}
+
+/** Path of a gateway's own SQLite state file. */
+const sqlitePath = (name: string) => join(tmp, `state-${name}.sqlite`);
+
+function gatewayConfig(server: Record<string, unknown>, name: string, extra: GatewayExtra = {}): string {
   return JSON.stringify({
-    listen: { port: 0 },
+    listen: { port: 0, ...extra.listen },
     audit: { jsonl: join(tmp, `audit-${name}.jsonl`) },
-    state: { sqlite: ':memory:' },
+    state: { sqlite: sqlitePath(name), ...extra.state },
     log: { level: 'silent' },
+    ...(extra.auth ? { auth: extra.auth } : {}),
     servers: [{ name: 'up', ...server }],
   });
+}
+
+/** Bytes of a SQLite database and its WAL (0 for missing files). */
+function sqliteBytes(file: string): number {
+  let n = 0;
+  for (const f of [file, `${file}-wal`]) {
+    try {
+      n += statSync(f).size;
+    } catch {
+      // absent
+    }
+  }
+  return n;
 }
 
 const stdioServerSpec = {
@@ -141,9 +236,10 @@ async function startGatewayChild(
   name: string,
   server: Record<string, unknown>,
   extraFlags: string[] = [],
+  extra: GatewayExtra = {},
 ): Promise<{ child: Child; endpoint: string }> {
   const flags = ['--expose-gc', ...extraFlags.filter((f) => f !== '--expose-gc')];
-  const child = track(startChild(name, flags, [...gatewayMain.args, gatewayConfig(server, name)]));
+  const child = track(startChild(name, flags, [...gatewayMain.args, gatewayConfig(server, name, extra)]));
   const m = await child.waitFor(/^ready (\S+)$/);
   return { child, endpoint: `${m[1]}/mcp/up` };
 }
@@ -227,32 +323,41 @@ async function measure(
   return r;
 }
 
-/** Opens `n` sessions on a fresh gateway and reads its memory before and after. */
-async function measureSessions(upstreamUrl: string, n: number): Promise<SessionsResult> {
+const memOf = async (child: Child) => {
+  const m = await child.ask('mem', /^mem (\d+) (\d+) (\d+)$/);
+  return { rss: rssBytes(child.pid) ?? Number(m[1]), heap: Number(m[2]), sessions: Number(m[3]) };
+};
+
+/** Opens `n` sessions on a fresh gateway, leaves them idle, and reads its memory before and after. */
+async function measureSessions(upstreamUrl: string, upstream: Child, n: number): Promise<SessionsResult> {
+  const name = 'gateway-sessions';
   const { child, endpoint } = await startGatewayChild(
-    'gateway-sessions',
+    name,
     { transport: 'http', url: upstreamUrl },
-    ['--expose-gc'],
+    profileFlags(name),
   );
   try {
-    const mem = async () => {
-      const m = await child.ask('mem', /^mem (\d+) (\d+) (\d+)$/);
-      return { rss: rssBytes(child.pid) ?? Number(m[1]), heap: Number(m[2]), sessions: Number(m[3]) };
-    };
     // Warm the code paths (session creation, upstream connect) without keeping sessions.
-    const warm = await openSessions(endpoint, 50, 16);
+    const warm = await openSessions(endpoint, 200, P.sessionConcurrency);
     await closeSessions(endpoint, warm.ids);
-    await new Promise((r) => setTimeout(r, 300));
-    const before = await mem();
-    log(`sessions: opening ${n}`);
-    const open = await openSessions(endpoint, n, 32);
-    await new Promise((r) => setTimeout(r, 300));
-    const after = await mem();
+    await new Promise((r) => setTimeout(r, 500));
+    const before = await memOf(child);
+    const dbBefore = sqliteBytes(sqlitePath(name));
+    const upBefore = rssBytes(upstream.pid);
+    log(`sessions: opening ${n}, ${P.sessionConcurrency} at a time`);
+    const open = await openSessions(endpoint, n, P.sessionConcurrency);
+    log(
+      `sessions: ${open.opened} open in ${open.ms} ms (${open.failed} failed${open.firstError ? `: ${open.firstError}` : ''})`,
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = await memOf(child);
     const opened = Math.max(1, open.opened);
     return {
       requested: n,
+      concurrency: P.sessionConcurrency,
       opened: open.opened,
       failed: open.failed,
+      firstError: open.firstError,
       openMs: open.ms,
       gatewaySessions: after.sessions,
       rssBefore: before.rss,
@@ -261,7 +366,148 @@ async function measureSessions(upstreamUrl: string, n: number): Promise<Sessions
       heapAfter: after.heap,
       rssPerSession: Math.round((after.rss - before.rss) / opened),
       heapPerSession: Math.round((after.heap - before.heap) / opened),
+      sqliteBytesBefore: dbBefore,
+      sqliteBytesAfter: sqliteBytes(sqlitePath(name)),
+      upstreamRssBefore: upBefore,
+      upstreamRssAfter: rssBytes(upstream.pid),
     };
+  } finally {
+    await stop(child);
+  }
+}
+
+interface Contender {
+  v: VariantResult;
+  child?: Child;
+  session?: McpSession;
+  cpu: { rate: number; rateN: number; max: number; maxN: number };
+}
+
+/**
+ * Scenario D: the gateways measured interleaved (rotated order per round) so that drift of the
+ * shared machine hits all of them alike; medians over the rounds.
+ */
+async function compareVariants(
+  list: {
+    key: TargetKey;
+    label: string;
+    child?: Child;
+    endpoint?: string;
+    headers?: Record<string, string>;
+    skipped?: string;
+  }[],
+): Promise<VariantResult[]> {
+  const cs: Contender[] = list.map((x) => ({
+    v: {
+      key: x.key,
+      label: x.label,
+      skipped: x.skipped,
+      p50Rounds: [],
+      p99Rounds: [],
+      rpsRounds: [],
+      errors: 0,
+    },
+    child: x.child,
+    cpu: { rate: 0, rateN: 0, max: 0, maxN: 0 },
+  }));
+  const fail = (c: Contender, err: unknown) => {
+    c.v.error = (err as Error).message;
+    log(`${c.v.key}: FAILED ${c.v.error}`);
+  };
+  for (const [i, c] of cs.entries()) {
+    const x = list[i]!;
+    if (c.v.skipped || !x.endpoint) continue;
+    try {
+      c.session = await initSession(x.endpoint, undefined, 'mcp-warden-bench', x.headers);
+      await sanityCheck(c.session);
+      log(`${c.v.key}: warm-up`);
+      await fixedRate(c.session, P.rate, P.warmupS * 1000);
+      await maxThroughput(c.session, P.connections, P.warmupS);
+    } catch (err) {
+      fail(c, err);
+    }
+  }
+  const live = () => cs.filter((c) => c.session && !c.v.error);
+  const rotate = <T>(a: T[], k: number) => a.map((_, i) => a[(i + k) % a.length]!);
+  for (let r = 0; r < V.rounds; r++) {
+    for (const c of rotate(live(), r)) {
+      try {
+        const cpu0 = cpuMicros(c.child!.pid);
+        const l = await fixedRate(c.session!, P.rate, V.windowS * 1000);
+        const cpu1 = cpuMicros(c.child!.pid);
+        c.v.p50Rounds.push(l.p50);
+        c.v.p99Rounds.push(l.p99);
+        c.v.errors += l.errors;
+        if (cpu0 !== undefined && cpu1 !== undefined) {
+          c.cpu.rate += cpu1 - cpu0;
+          c.cpu.rateN += l.requests + l.errors;
+        }
+        log(
+          `${c.v.key}: round ${r + 1} at ${P.rate} req/s: p50 ${l.p50} ms, p99 ${l.p99} ms, errors ${l.errors}`,
+        );
+      } catch (err) {
+        fail(c, err);
+      }
+    }
+  }
+  for (let r = 0; r < V.maxRounds; r++) {
+    for (const c of rotate(live(), r)) {
+      try {
+        const cpu0 = cpuMicros(c.child!.pid);
+        const t = await maxThroughput(c.session!, P.connections, V.maxWindowS);
+        const cpu1 = cpuMicros(c.child!.pid);
+        c.v.rpsRounds.push(t.rps);
+        c.v.errors += t.errors + t.non2xx;
+        if (cpu0 !== undefined && cpu1 !== undefined) {
+          c.cpu.max += cpu1 - cpu0;
+          c.cpu.maxN += t.total;
+        }
+        log(`${c.v.key}: max round ${r + 1}: ${t.rps} req/s, errors ${t.errors + t.non2xx}`);
+      } catch (err) {
+        fail(c, err);
+      }
+    }
+  }
+  for (const c of live()) {
+    const r3 = (x: number | undefined) => (x === undefined ? undefined : Math.round(x * 1000) / 1000);
+    c.v.p50 = r3(median(c.v.p50Rounds));
+    c.v.p99 = r3(median(c.v.p99Rounds));
+    c.v.rps = median(c.v.rpsRounds);
+    c.v.cpuUsPerReqRate = c.cpu.rateN ? Math.round(c.cpu.rate / c.cpu.rateN) : undefined;
+    c.v.cpuUsPerReqMax = c.cpu.maxN ? Math.round(c.cpu.max / c.cpu.maxN) : undefined;
+    c.v.rssEnd = rssBytes(c.child!.pid);
+    try {
+      c.v.heapAfterGc = (await memOf(c.child!)).heap;
+    } catch {
+      // the figure is optional
+    }
+  }
+  return cs.map((c) => c.v);
+}
+
+/** The soak on a fresh gateway fronting the HTTP upstream. */
+async function runSoak(upstreamUrl: string): Promise<SoakResult> {
+  const { child, endpoint } = await startGatewayChild(
+    'gateway-soak',
+    { transport: 'http', url: upstreamUrl },
+    profileFlags('gateway-soak'),
+  );
+  try {
+    const session = await initSession(endpoint);
+    await sanityCheck(session);
+    return await soak({
+      session,
+      endpoint,
+      durationS: args.soak,
+      rate: args.soakRate,
+      windowS: 10,
+      churnPerWindow: 20,
+      warmupS: Math.min(10, Math.max(2, Math.round(args.soak / 10))),
+      thresholdMiBPerMin: SOAK_THRESHOLD_MIB_PER_MIN,
+      rss: () => rssBytes(child.pid),
+      heap: () => memOf(child),
+      log,
+    });
   } finally {
     await stop(child);
   }
@@ -270,30 +516,125 @@ async function measureSessions(upstreamUrl: string, n: number): Promise<Sessions
 const targets: TargetResult[] = [];
 let sessions: SessionsResult | undefined;
 let sessionsError: string | undefined;
+let variants: VariantsResult | undefined;
+let soakResult: SoakResult | undefined;
+let soakError: string | undefined;
 
-// ---- Scenario A (+ C): HTTP upstream -------------------------------------------------------
-{
+// ---- Scenarios A, D, C and the soak: HTTP upstream -------------------------------------------
+if (runs('http') || runs('variants') || runs('sessions') || runs('soak')) {
   const up = track(startChild('bench-server', [], benchServer.args));
   const port = (await up.waitFor(/^listening (\d+)$/))[1];
   const upstreamUrl = `http://127.0.0.1:${port}/mcp`;
-  targets.push(await measure('direct', 'direct (HTTP bench server)', upstreamUrl, up, 'bench server'));
+  const httpServer = { transport: 'http', url: upstreamUrl };
+  if (runs('http'))
+    targets.push(await measure('direct', 'direct (HTTP bench server)', upstreamUrl, up, 'bench server'));
 
-  const gw = await startGatewayChild(
-    'gateway-http',
-    { transport: 'http', url: upstreamUrl },
-    profileFlags('gateway-http'),
-  );
-  targets.push(
-    await measure('gateway-http', 'gateway → HTTP upstream', gw.endpoint, gw.child, 'gateway', up),
-  );
-  await stop(gw.child);
+  if (runs('http') || runs('variants')) {
+    const gw = await startGatewayChild('gateway-http', httpServer, profileFlags('gateway-http'));
+    if (runs('http'))
+      targets.push(
+        await measure('gateway-http', 'gateway → HTTP upstream', gw.endpoint, gw.child, 'gateway', up),
+      );
+    if (runs('variants')) {
+      // Redis-backed sessions: same gateway plus state.redis (unique key prefix, deleted after).
+      const redisProblemText = await redisProblem(REDIS_URL);
+      let redisGw: { child: Child; endpoint: string } | undefined;
+      let redisStartError: string | undefined;
+      if (!redisProblemText) {
+        try {
+          redisGw = await startGatewayChild('gateway-redis', httpServer, profileFlags('gateway-redis'), {
+            state: { redis: REDIS_URL, eventKey: randomBytes(24).toString('hex'), redisPrefix: REDIS_PREFIX },
+          });
+        } catch (err) {
+          redisStartError = (err as Error).message.slice(0, 500);
+        }
+      } else log(`variants: Redis at ${REDIS_URL} not reachable (${redisProblemText}); skipping`);
+      // auth.mode oauth: RS256 access tokens from a local issuer (JWKS over loopback HTTP).
+      let issuer: BenchIssuer | undefined;
+      let oauthGw: { child: Child; endpoint: string } | undefined;
+      let oauthHeaders: Record<string, string> | undefined;
+      let oauthProblem: string | undefined;
+      try {
+        issuer = await startBenchIssuer();
+        const gwPort = await freePort();
+        const publicUrl = `http://127.0.0.1:${gwPort}`;
+        oauthGw = await startGatewayChild('gateway-oauth', httpServer, profileFlags('gateway-oauth'), {
+          listen: { port: gwPort, publicUrl },
+          auth: { mode: 'oauth', issuers: [{ issuer: issuer.issuer, jwksUri: issuer.jwksUri }] },
+        });
+        oauthHeaders = { authorization: `Bearer ${await issuer.token(`${publicUrl}/mcp/up`)}` };
+      } catch (err) {
+        oauthProblem = (err as Error).message.slice(0, 500);
+      }
+      const results = await compareVariants([
+        {
+          key: 'gateway-http',
+          label: 'SQLite state, auth off (scenario A gateway)',
+          child: gw.child,
+          endpoint: gw.endpoint,
+        },
+        {
+          key: 'gateway-redis',
+          label: 'Redis-backed sessions (+ SQLite), auth off',
+          child: redisGw?.child,
+          endpoint: redisGw?.endpoint,
+          skipped: redisProblemText
+            ? `Redis not reachable at ${REDIS_URL}: ${redisProblemText}`
+            : redisStartError
+              ? `gateway did not start: ${redisStartError}`
+              : undefined,
+        },
+        {
+          key: 'gateway-oauth',
+          label: 'SQLite state, `auth.mode: oauth` (RS256 JWT)',
+          child: oauthGw?.child,
+          endpoint: oauthGw?.endpoint,
+          headers: oauthHeaders,
+          skipped: oauthProblem ? `could not set up: ${oauthProblem}` : undefined,
+        },
+      ]);
+      variants = {
+        ...V,
+        variants: results,
+        redis: { url: REDIS_URL, prefix: REDIS_PREFIX, problem: redisProblemText ?? redisStartError },
+        oauth: issuer
+          ? { issuer: issuer.issuer, jwksFetches: issuer.jwksFetches(), problem: oauthProblem }
+          : undefined,
+      };
+      if (oauthGw) await stop(oauthGw.child);
+      await issuer?.close();
+      if (redisGw) await stop(redisGw.child);
+      if (!redisProblemText) {
+        try {
+          variants.redis.keysAfterRun = await countPrefix(REDIS_URL, REDIS_PREFIX);
+          variants.redis.keysDeleted = await deletePrefix(REDIS_URL, REDIS_PREFIX);
+          log(`variants: deleted ${variants.redis.keysDeleted} Redis keys under ${REDIS_PREFIX}`);
+        } catch (err) {
+          log(`variants: Redis cleanup failed: ${(err as Error).message}`);
+        }
+      }
+    }
+    await stop(gw.child);
+  }
 
-  try {
-    sessions = await measureSessions(upstreamUrl, P.sessions);
-    log(`sessions: ${Math.round(sessions.rssPerSession / 102.4) / 10} KiB RSS per session`);
-  } catch (err) {
-    sessionsError = (err as Error).message;
-    log(`sessions: FAILED ${sessionsError}`);
+  if (runs('sessions')) {
+    try {
+      sessions = await measureSessions(upstreamUrl, up, P.sessions);
+      log(`sessions: ${Math.round(sessions.rssPerSession / 102.4) / 10} KiB RSS per session`);
+    } catch (err) {
+      sessionsError = (err as Error).message;
+      log(`sessions: FAILED ${sessionsError}`);
+    }
+  }
+
+  if (runs('soak')) {
+    try {
+      soakResult = await runSoak(upstreamUrl);
+      log(`soak: RSS slope ${soakResult.slopeMiBPerMin} MiB/min (${soakResult.pass ? 'pass' : 'FAIL'})`);
+    } catch (err) {
+      soakError = (err as Error).message;
+      log(`soak: FAILED ${soakError}`);
+    }
   }
   await stop(up);
 }
@@ -305,7 +646,7 @@ const proxyPkg = JSON.parse(
   version: string;
   bin: Record<string, string>;
 };
-{
+if (runs('stdio')) {
   const port = await freePort();
   const bin = join(
     REPO_ROOT,
@@ -346,22 +687,25 @@ const proxyPkg = JSON.parse(
 
 // ---- Access-token validation (issue 3 hook) ------------------------------------------------
 let jwt: BenchResults['jwt'];
-try {
-  const mod = (await import(pathToFileURL(join(REPO_ROOT, 'src', 'auth', 'resource', 'bench.ts')).href)) as {
-    benchValidation?: (iterations: number) => Promise<Record<string, unknown>>;
-  };
-  if (typeof mod.benchValidation !== 'function')
-    jwt = { ok: false, reason: 'benchValidation is not exported' };
-  else {
-    log('access-token validation');
-    jwt = { ok: true, result: await mod.benchValidation(args.quick ? 300 : 2000) };
+if (runs('jwt'))
+  try {
+    const mod = (await import(
+      pathToFileURL(join(REPO_ROOT, 'src', 'auth', 'resource', 'bench.ts')).href
+    )) as {
+      benchValidation?: (iterations: number) => Promise<Record<string, unknown>>;
+    };
+    if (typeof mod.benchValidation !== 'function')
+      jwt = { ok: false, reason: 'benchValidation is not exported' };
+    else {
+      log('access-token validation');
+      jwt = { ok: true, result: await mod.benchValidation(args.quick ? 300 : 2000) };
+    }
+  } catch (err) {
+    jwt = {
+      ok: false,
+      reason: `src/auth/resource/bench.ts did not load (${(err as Error).message.split('\n')[0]})`,
+    };
   }
-} catch (err) {
-  jwt = {
-    ok: false,
-    reason: `src/auth/resource/bench.ts did not load (${(err as Error).message.split('\n')[0]})`,
-  };
-}
 
 // ---- Report --------------------------------------------------------------------------------
 const profiles: BenchResults['profiles'] = [];
@@ -398,13 +742,17 @@ const results: BenchResults = {
   targets,
   sessions,
   sessionsError,
+  variants,
+  soak: soakResult,
+  soakError,
   jwt,
   checks: [],
   profiles: profiles.length ? profiles : undefined,
 };
 results.checks = evaluate(results);
 
-writeFileSync(join(REPO_ROOT, 'docs', 'benchmarks.md'), renderMarkdown(results));
+const mdPath = args.md ?? (args.only ? undefined : join(REPO_ROOT, 'docs', 'benchmarks.md'));
+if (mdPath) writeFileSync(mdPath, renderMarkdown(results));
 if (args.json) writeFileSync(args.json, `${JSON.stringify(results, null, 2)}\n`);
 
 const table = targets.map((t) => ({
@@ -415,7 +763,7 @@ const table = targets.map((t) => ({
   'RSS MB': t.rssEnd ? Math.round(t.rssEnd / 104857.6) / 10 : undefined,
   error: t.error,
 }));
-console.table(table);
+if (table.length) console.table(table);
 for (const c of results.checks)
   console.log(
     `${c.pass === undefined ? 'n/a ' : c.pass ? 'PASS' : 'FAIL'}  ${c.target}: ${c.measured} (goal ${c.goal})`,
@@ -423,6 +771,23 @@ for (const c of results.checks)
 if (sessions)
   console.log(
     `sessions: ${sessions.opened}/${sessions.requested} open, ${(sessions.rssPerSession / 1024).toFixed(1)} KiB RSS / ${(sessions.heapPerSession / 1024).toFixed(1)} KiB heap per session`,
+  );
+if (variants)
+  console.table(
+    variants.variants.map((v) => ({
+      gateway: v.key,
+      'p50 ms': v.p50,
+      'p50 rounds': v.p50Rounds.join(' '),
+      'p99 ms': v.p99,
+      'max req/s': v.rps,
+      'CPU µs/req': v.cpuUsPerReqMax,
+      errors: v.errors,
+      note: v.skipped ?? v.error,
+    })),
+  );
+if (soakResult)
+  console.log(
+    `soak: ${soakResult.durationS} s at ${soakResult.rate} req/s, RSS slope ${soakResult.slopeMiBPerMin} MiB/min (threshold ${soakResult.thresholdMiBPerMin}), ${soakResult.errors} errors`,
   );
 if (jwt?.ok) console.log(`access-token validation: ${JSON.stringify(jwt.result)}`);
 for (const p of profiles) {
@@ -436,7 +801,10 @@ for (const p of profiles) {
   for (const f of p.summary.byFile.slice(0, 12))
     console.log(`  ${String(f.selfPct).padStart(5)} %  ${f.file}`);
 }
-console.log(`\nwrote docs/benchmarks.md${args.json ? ` and ${args.json}` : ''} in ${results.durationS} s`);
+const wrote = [mdPath, args.json].filter((x) => x !== undefined);
+console.log(
+  `\n${wrote.length ? `wrote ${wrote.join(' and ')}` : 'wrote no report (--only without --md)'} in ${results.durationS} s`,
+);
 if (!args.profile) rmSync(tmp, { recursive: true, force: true });
 else console.log(`profiles kept in ${tmp}`);
 process.exit(0);

@@ -201,6 +201,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
           log,
           version: VERSION,
           credentials: (srv) => providers.get(srv.name),
+          refreshOnListChanged: config.tools.pinning !== 'off',
         },
         id,
       ),
@@ -237,6 +238,22 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     },
   });
   const addr = await httpServer.listen();
+  // Periodic refresh [C-TOOL-4]: a silent change (no list_changed) is still caught, through one
+  // live session per server.
+  let refresher: NodeJS.Timeout | undefined;
+  if (config.tools.pinning !== 'off' && config.tools.refreshIntervalSec > 0) {
+    refresher = setInterval(() => {
+      const done = new Set<string>();
+      for (const sess of httpServer.sessions.values()) {
+        for (const name of sess.liveServers) {
+          if (done.has(name)) continue;
+          done.add(name);
+          void sess.refreshLists(name).catch(() => {});
+        }
+      }
+    }, config.tools.refreshIntervalSec * 1000);
+    refresher.unref();
+  }
   const hostForUrl = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const scheme = config.listen.tls ? 'https' : 'http';
   const url = config.listen.publicUrl?.replace(/\/$/, '') ?? `${scheme}://${hostForUrl}:${addr.port}`;
@@ -256,6 +273,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     logger,
     close(graceMs) {
       closing ??= (async () => {
+        if (refresher) clearInterval(refresher);
         await httpServer.shutdown(graceMs);
         audit.emit({ type: 'gateway.stop', decision: 'info', reason: 'stopped' });
         await audit.close();

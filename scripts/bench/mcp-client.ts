@@ -80,12 +80,17 @@ const BASE_HEADERS = {
   accept: 'application/json, text/event-stream',
 };
 
-/** initialize + notifications/initialized; throws when the target does not answer properly. */
+/**
+ * initialize + notifications/initialized; throws when the target does not answer properly.
+ * `extraHeaders` (e.g. `authorization`) are sent with the handshake and kept in the session's headers.
+ */
 export async function initSession(
   url: string,
   agent?: http.Agent,
   client = 'mcp-warden-bench',
+  extraHeaders: Record<string, string> = {},
 ): Promise<McpSession> {
+  const base = { ...BASE_HEADERS, ...extraHeaders };
   const init = await post(
     url,
     JSON.stringify({
@@ -98,7 +103,7 @@ export async function initSession(
         clientInfo: { name: client, version: '1.0.0' },
       },
     }),
-    BASE_HEADERS,
+    base,
     agent,
   );
   const msg = messageOf(init);
@@ -109,7 +114,7 @@ export async function initSession(
   }
   const protocolVersion =
     typeof result.protocolVersion === 'string' ? result.protocolVersion : PROTOCOL_VERSION;
-  const headers = { ...BASE_HEADERS, 'mcp-session-id': sid, 'mcp-protocol-version': protocolVersion };
+  const headers = { ...base, 'mcp-session-id': sid, 'mcp-protocol-version': protocolVersion };
   const note = await post(
     url,
     JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
@@ -174,8 +179,13 @@ const round3 = (v: number) => Math.round(v * 1000) / 1000;
  * answers (no coordinated omission from waiting), over keep-alive connections. Latency runs from
  * the moment the request is written to the end of the response body.
  */
-export async function fixedRate(s: McpSession, rate: number, durationMs: number): Promise<LatencyStats> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+export async function fixedRate(
+  s: McpSession,
+  rate: number,
+  durationMs: number,
+  sharedAgent?: http.Agent,
+): Promise<LatencyStats> {
+  const agent = sharedAgent ?? new http.Agent({ keepAlive: true, maxSockets: 64 });
   const lat: number[] = [];
   let errors = 0;
   let sent = 0;
@@ -236,7 +246,7 @@ export async function fixedRate(s: McpSession, rate: number, durationMs: number)
     };
     tick();
   });
-  agent.destroy();
+  if (!sharedAgent) agent.destroy();
   const sorted = Float64Array.from(lat).sort();
   const total = lat.reduce((a, b) => a + b, 0);
   const elapsed = lastDone - start;
@@ -259,29 +269,37 @@ export async function openSessions(
   url: string,
   n: number,
   concurrency: number,
-): Promise<{ opened: number; failed: number; ms: number; ids: string[] }> {
+  extraHeaders: Record<string, string> = {},
+): Promise<{ opened: number; failed: number; ms: number; ids: string[]; firstError?: string }> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const ids: string[] = [];
   let failed = 0;
+  let firstError: string | undefined;
   let next = 0;
   const t0 = performance.now();
   const worker = async () => {
     while (next < n) {
       next += 1;
       try {
-        ids.push((await initSession(url, agent, `bench-session-${next}`)).sessionId);
-      } catch {
+        ids.push((await initSession(url, agent, `bench-session-${next}`, extraHeaders)).sessionId);
+      } catch (err) {
         failed += 1;
+        firstError ??= (err as Error).message.slice(0, 300);
       }
     }
   };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, n)) }, worker));
   agent.destroy();
-  return { opened: ids.length, failed, ms: Math.round(performance.now() - t0), ids };
+  return { opened: ids.length, failed, ms: Math.round(performance.now() - t0), ids, firstError };
 }
 
 /** Ends sessions with DELETE (best effort). */
-export async function closeSessions(url: string, ids: string[], concurrency = 16): Promise<void> {
+export async function closeSessions(
+  url: string,
+  ids: string[],
+  concurrency = 16,
+  extraHeaders: Record<string, string> = {},
+): Promise<void> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   let next = 0;
   const worker = async () => {
@@ -293,7 +311,7 @@ export async function closeSessions(url: string, ids: string[], concurrency = 16
           {
             method: 'DELETE',
             agent,
-            headers: { 'mcp-session-id': sid, 'mcp-protocol-version': PROTOCOL_VERSION },
+            headers: { ...extraHeaders, 'mcp-session-id': sid, 'mcp-protocol-version': PROTOCOL_VERSION },
           },
           (res) => {
             res.resume();

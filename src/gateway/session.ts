@@ -33,6 +33,8 @@ export interface SessionDeps {
   replayEvents: number;
   log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   version: string;
+  /** Re-list definitions through the pipeline when a server announces a change (tool guard on). */
+  refreshOnListChanged?: boolean;
   /** The credential provider of an upstream (config `servers[].auth`), if any. */
   credentials?: (server: ServerConfig) => CredentialProvider | undefined;
 }
@@ -46,6 +48,12 @@ const LIST_KINDS: Record<string, { key: string; field: 'name' | 'uri' | 'uriTemp
     'resources/list': { key: 'resources', field: 'uri', capability: 'resources' },
     'resources/templates/list': { key: 'resourceTemplates', field: 'uriTemplate', capability: 'resources' },
   };
+
+const LIST_CHANGED: Record<string, string> = {
+  'notifications/tools/list_changed': 'tools/list',
+  'notifications/prompts/list_changed': 'prompts/list',
+  'notifications/resources/list_changed': 'resources/templates/list',
+};
 
 /** Creates a session id: 256 bits from the CSPRNG, base64url [C-SESS-1]. */
 export function newSessionId(): string {
@@ -593,6 +601,50 @@ export class Session {
   }
 
   #fromServerNotification(server: string, n: JsonRpcNotification, related: Pending<Tag> | undefined): void {
+    const kind = LIST_CHANGED[n.method];
+    if (kind && this.#deps.refreshOnListChanged) {
+      // Re-read the list through the pipeline first, so a changed definition is seen (and
+      // quarantined) the moment the server announces it, before the client re-lists [C-TOOL-4].
+      void this.refreshLists(server, [kind]).finally(() => this.#fromServerNotificationNow(server, n, related));
+      return;
+    }
+    this.#fromServerNotificationNow(server, n, related);
+  }
+
+  /**
+   * Lists the definitions of `server` through the pipeline (the tool guard observes them) and
+   * discards the answers. Used on `list_changed` and by the periodic refresh.
+   */
+  async refreshLists(
+    server: string,
+    methods: readonly string[] = ['tools/list', 'prompts/list', 'resources/templates/list'],
+  ): Promise<void> {
+    const c = this.#upstreams.get(server);
+    if (!c?.up || this.closed) return;
+    for (const method of methods) {
+      const cap = method.split('/')[0] === 'resources' ? 'resources' : method.split('/')[0]!;
+      if (!this.#hasCap(c, cap)) continue;
+      let cursor: string | undefined;
+      for (let page = 0; page < 20; page++) {
+        const req: JsonRpcRequest = {
+          jsonrpc: '2.0',
+          id: `gw-refresh-${this.#nextServerReq++}`,
+          method,
+          ...(cursor ? { params: { cursor } } : {}),
+        };
+        const res = await this.#forward(server, req, undefined);
+        if (!('result' in res) || typeof res.result.nextCursor !== 'string') break;
+        cursor = res.result.nextCursor;
+      }
+    }
+  }
+
+  /** Servers this session has an upstream connection to that is up. */
+  get liveServers(): string[] {
+    return [...this.#upstreams.entries()].filter(([, c]) => c.up).map(([n]) => n);
+  }
+
+  #fromServerNotificationNow(server: string, n: JsonRpcNotification, related: Pending<Tag> | undefined): void {
     let msg = n;
     if (!this.single) {
       if (n.method === 'notifications/resources/updated' && typeof n.params?.uri === 'string') {

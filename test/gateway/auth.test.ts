@@ -41,6 +41,7 @@ describe('Protected resource in the running gateway (RFC 9728, RFC 6750, RFC 870
       parseConfig({
         listen: { port, publicUrl: base },
         audit: { jsonl: join(dir, 'audit.jsonl') },
+        state: { sqlite: ':memory:' },
         log: { level: 'silent' },
         auth: { mode: 'oauth', issuers: [{ issuer: op.issuer }], scopesSupported: ['mcp:read'] },
         servers: [
@@ -218,6 +219,7 @@ describe('Upstream credentials obtained by the gateway (RFC 8693 token exchange)
       parseConfig({
         listen: { port, publicUrl: base },
         audit: { jsonl: join(dir, 'audit.jsonl') },
+        state: { sqlite: ':memory:' },
         log: { level: 'silent' },
         auth: { mode: 'oauth', issuers: [{ issuer: op.issuer }] },
         servers: [

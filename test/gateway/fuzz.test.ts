@@ -94,6 +94,7 @@ describe('The gateway survives random requests', () => {
       parseConfig({
         listen: { port: 0 },
         audit: { jsonl: join(dir, 'audit.jsonl') },
+        state: { sqlite: ':memory:' },
         log: { level: 'silent' },
         servers: [{ name: 'rec', transport: 'http', url: up.url }],
       }),

@@ -64,6 +64,7 @@ describe('Streamable HTTP transport controls (MCP basic/transports)', () => {
         listen: { port: 0, allowedOrigins: ['https://app.example.com'] },
         limits: { maxBodyBytes: 64 * 1024 },
         audit: { jsonl: join(dir, 'audit.jsonl') },
+        state: { sqlite: ':memory:' },
         log: { level: 'silent' },
         servers: [{ name: 'rec', transport: 'http', url: up.url }],
       }),
@@ -305,6 +306,7 @@ describe('Hostile or failing upstream answers', () => {
       parseConfig({
         listen: { port: 0 },
         audit: { jsonl: join(dir, 'audit.jsonl') },
+        state: { sqlite: ':memory:' },
         log: { level: 'silent' },
         limits: { requestTimeoutMs: 20_000 },
         servers: [{ name: 'rec', transport: 'http', url: up.url }],

@@ -50,7 +50,7 @@ const RE_MONEY_MOVE =
 const RE_ALSO_DIRECTIVE =
   /\b(?:also|additionally|in addition,?|as well as)\s+(?:always\s+)?(?:read|send|e-?mail|include|tell|refund|run|call|put|add|copy|append|post|upload|forward|share|fetch|transfer|pay|delete|grant|attach|ask|bcc|pass)\b|\bwhatever the user (?:asks|says|wants|requests)\b/i;
 const RE_DECODE_INSTRUCTION =
-  /\b(?:decode|decoding|decoded)\b[^.!?\n]{0,60}\b(?:apply|follow|execute|run|obey|instructions?|guidance|and use|for the assistant)\b|\((?:base64|hex|b64|utf-16)(?: note)?\)|\b(?:policy|model|assistant|runtime) (?:hex|base64|note \(base64\))\b/i;
+  /\b(?:decode|decoding|decoded)\b[^.!?\n]{0,60}\b(?:apply|follow|execute|run|obey|instructions?|guidance|and use|for the assistant)\b/i;
 const RE_ATTACKER_LINK =
   /\b(?:tell|point|send|direct|redirect|refer|ask|advise)\s+(?:the\s+|all\s+)?(?:users?|customers?|readers?|them|people|visitors|buyers|shoppers)\b[^.!?\n]{0,60}\b(?:to|at|from|via)\b[^!?\n]{0,60}https?:\/\//i;
 const RE_MD_IMAGE =
