@@ -153,6 +153,8 @@ const V = {
   windowS: args.quick ? 1.5 : 4,
   maxRounds: args.quick ? 1 : 2,
   maxWindowS: args.quick ? 2 : 4,
+  /** Sessions opened (and deleted) per variant to measure the handshake rate. */
+  handshakes: args.quick ? 500 : 2000,
 };
 const runs = (x: Section) => (x === 'soak' ? args.soak > 0 : true) && (!args.only || args.only.has(x));
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
@@ -379,6 +381,8 @@ async function measureSessions(upstreamUrl: string, upstream: Child, n: number):
 interface Contender {
   v: VariantResult;
   child?: Child;
+  endpoint?: string;
+  headers?: Record<string, string>;
   session?: McpSession;
   cpu: { rate: number; rateN: number; max: number; maxN: number };
 }
@@ -408,6 +412,8 @@ async function compareVariants(
       errors: 0,
     },
     child: x.child,
+    endpoint: x.endpoint,
+    headers: x.headers,
     cpu: { rate: 0, rateN: 0, max: 0, maxN: 0 },
   }));
   const fail = (c: Contender, err: unknown) => {
@@ -466,6 +472,21 @@ async function compareVariants(
       } catch (err) {
         fail(c, err);
       }
+    }
+  }
+  // Session set-up cost: this is where the state backend is on the request path (a write per
+  // handshake), while an established session is only re-confirmed every 5 s.
+  for (const c of live()) {
+    try {
+      const o = await openSessions(c.endpoint!, V.handshakes, P.sessionConcurrency, c.headers);
+      c.v.handshakesPerS = Math.round((o.opened / Math.max(1, o.ms)) * 1000);
+      c.v.handshakeFailures = o.failed;
+      log(
+        `${c.v.key}: ${o.opened} sessions opened in ${o.ms} ms (${c.v.handshakesPerS}/s, ${o.failed} failed)`,
+      );
+      await closeSessions(c.endpoint!, o.ids, 16, c.headers);
+    } catch (err) {
+      log(`${c.v.key}: session opening failed: ${(err as Error).message}`);
     }
   }
   for (const c of live()) {

@@ -123,6 +123,9 @@ export interface VariantResult {
   errors: number;
   cpuUsPerReqRate?: number;
   cpuUsPerReqMax?: number;
+  /** Complete MCP handshakes per second (`handshakes` sessions opened, then deleted). */
+  handshakesPerS?: number;
+  handshakeFailures?: number;
   rssEnd?: number;
   heapAfterGc?: number;
 }
@@ -132,6 +135,7 @@ export interface VariantsResult {
   maxRounds: number;
   windowS: number;
   maxWindowS: number;
+  handshakes: number;
   variants: VariantResult[];
   redis: { url: string; prefix: string; problem?: string; keysAfterRun?: number; keysDeleted?: number };
   oauth?: { issuer: string; jwksFetches: number; problem?: string };
@@ -280,7 +284,7 @@ function targetTable(r: BenchResults, keys: TargetKey[], baseline: TargetResult 
     const t = get(r, k);
     if (!t) continue;
     if (t.error) {
-      out.push(`| ${t.label} | failed: ${t.error.replace(/\|/g, '\\|').slice(0, 200)} |||||||||||||| |`);
+      out.push(`| ${t.label} | failed: ${t.error.replace(/\|/g, '\\|').slice(0, 200)} ||||||||||||||| |`);
       continue;
     }
     const l = t.latency;
@@ -512,14 +516,14 @@ function variantsSection(r: BenchResults): string[] {
     return out;
   }
   out.push(
-    `The gateway of scenario A (embedded SQLite state, \`auth.mode: none\`) and, running at the same time against the same bench upstream, a gateway with Redis-backed sessions (\`state: { sqlite, redis, eventKey, redisPrefix }\`) and a gateway with \`auth.mode: oauth\`. The OAuth gateway validates an RS256 \`at+jwt\` access token on every request; the token is signed in the bench process with a key generated per run, and the JWKS is served by a tiny loopback HTTP server there (\`auth.issuers[].jwksUri\`; fetched ${v.oauth?.jwksFetches ?? '–'} time(s), then cached). To cancel drift on a shared machine the targets are measured **interleaved**: ${v.rounds} rounds of ${v.windowS} s at ${r.params.rate} req/s (order rotated each round), then ${v.maxRounds} rounds of ${v.maxWindowS} s at max (${r.params.connections} connections); the table gives medians of the rounds, with each round's value.`,
+    `The gateway of scenario A (embedded SQLite state, \`auth.mode: none\`) and, running at the same time against the same bench upstream, a gateway with Redis-backed sessions (\`state: { sqlite, redis, eventKey, redisPrefix }\`) and a gateway with \`auth.mode: oauth\`. The OAuth gateway validates an RS256 \`at+jwt\` access token on every request; the token is signed in the bench process with a key generated per run, and the JWKS is served by a tiny loopback HTTP server there (\`auth.issuers[].jwksUri\`; fetched ${v.oauth?.jwksFetches ?? '–'} time(s), then cached). To cancel drift on a shared machine the targets are measured **interleaved**: ${v.rounds} rounds of ${v.windowS} s at ${r.params.rate} req/s (order rotated each round), then ${v.maxRounds} rounds of ${v.maxWindowS} s at max (${r.params.connections} connections); then each gateway opens ${v.handshakes} sessions (${r.params.sessionConcurrency} handshakes in flight) and deletes them — session creation is where the state backend is on the request path (one write per session; an established session is only re-confirmed against the store every 5 s). The table gives medians of the rounds, with each round's value.`,
   );
   out.push('');
   const base = v.variants.find((x) => x.key === 'gateway-http');
   out.push(
-    '| gateway | p50 ms (median) | p50 per round | p50 added vs SQLite, auth off | p99 ms (median) | max req/s (median) | per round | × SQLite | CPU µs/req at max (at fixed rate) | errors | RSS end | live heap after GC |',
+    `| gateway | p50 ms (median) | p50 per round | p50 added vs SQLite, auth off | p99 ms (median) | max req/s (median) | per round | × SQLite | CPU µs/req at max (at fixed rate) | errors | session handshakes/s (${v.handshakes}, ${r.params.sessionConcurrency} in flight) | RSS end | live heap after GC |`,
   );
-  out.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  out.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   for (const x of v.variants) {
     if (x.skipped || x.error) {
       out.push(
@@ -533,7 +537,7 @@ function variantsSection(r: BenchResults): string[] {
         : '–';
     const ratio = base?.rps && x.rps && x !== base ? (x.rps / base.rps).toFixed(2) : '–';
     out.push(
-      `| ${x.label} | ${ms(x.p50)} | ${x.p50Rounds.map((n) => n.toFixed(3)).join(', ')} | ${added} | ${ms(x.p99)} | ${int(x.rps)} | ${x.rpsRounds.join(', ')} | ${ratio} | ${int(x.cpuUsPerReqMax)} (${int(x.cpuUsPerReqRate)}) | ${x.errors} | ${mb(x.rssEnd)} | ${mb(x.heapAfterGc)} |`,
+      `| ${x.label} | ${ms(x.p50)} | ${x.p50Rounds.map((n) => n.toFixed(3)).join(', ')} | ${added} | ${ms(x.p99)} | ${int(x.rps)} | ${x.rpsRounds.join(', ')} | ${ratio} | ${int(x.cpuUsPerReqMax)} (${int(x.cpuUsPerReqRate)}) | ${x.errors} | ${int(x.handshakesPerS)}${x.handshakeFailures ? ` (${x.handshakeFailures} failed)` : ''} | ${mb(x.rssEnd)} | ${mb(x.heapAfterGc)} |`,
     );
   }
   out.push('');

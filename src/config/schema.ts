@@ -163,7 +163,10 @@ export const configSchema = z
         /** Redis URL for sessions, event store, rate limits and revocation fan-out. */
         redis: z.string().min(1).optional(),
         /** Key that signs stored stream events; the same on every instance (≥ 32 characters). */
-        eventKey: z.string().min(32, 'must be at least 32 characters (use ${env:…})').optional(),
+        eventKey: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{43,}={0,2}$/, 'must be base64url of at least 32 random bytes (43+ characters), e.g. `openssl rand -base64 32 | tr +/ -_`; use ${env:…}')
+          .optional(),
         /** Key prefix in Redis / schema in PostgreSQL (several gateways on one backend). */
         redisPrefix: z.string().min(1).optional(),
         postgresSchema: z

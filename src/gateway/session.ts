@@ -23,7 +23,13 @@ import type { Pipeline } from '../pipeline/chain.ts';
 import type { Identity, PipelineContext } from '../pipeline/types.ts';
 import { decodeCursor, encodeCursor, qualifyName, qualifyUri, splitName, splitUri } from './names.ts';
 import { parseEventId, Stream, type StreamOptions } from './streams.ts';
-import { isCancelledAnswer, type Pending, type TransportFactory, UpstreamClient } from './upstream-client.ts';
+import {
+  type CredentialHeaders,
+  isCancelledAnswer,
+  type Pending,
+  type TransportFactory,
+  UpstreamClient,
+} from './upstream-client.ts';
 
 export interface SessionDeps {
   pipeline: Pipeline;
@@ -150,17 +156,33 @@ export class Session {
     if (token) this.#subjectToken = token;
   }
 
-  #credentialsFor(server: ServerConfig): (() => Promise<Record<string, string>>) | undefined {
+  #credentialsFor(server: ServerConfig): CredentialHeaders | undefined {
     const provider = this.#deps.credentials?.(server);
     if (!provider) return undefined;
     const resource = 'url' in server ? server.url : server.name;
-    return () =>
+    const headers = () =>
       provider.headersFor({
         user: this.identity.user,
         server: server.name,
         resource,
         ...(this.#subjectToken ? { subjectToken: this.#subjectToken } : {}),
       });
+    return Object.assign(headers, {
+      unauthorized: async (status: number, www: string | undefined): Promise<boolean> => {
+        this.#deps.audit({
+          type: 'auth.token',
+          decision: 'deny',
+          reason: 'upstream_refused_credential',
+          server: server.name,
+          session: this.id,
+          actor: { user: this.identity.user },
+          detail: { status, provider: provider.type },
+        });
+        (provider as { noteChallenge?: (w: string | undefined) => void }).noteChallenge?.(www);
+        await provider.invalidate?.({ user: this.identity.user, server: server.name });
+        return status === 401 && provider.type !== 'static';
+      },
+    });
   }
 
   get #short(): string {
@@ -605,7 +627,9 @@ export class Session {
     if (kind && this.#deps.refreshOnListChanged) {
       // Re-read the list through the pipeline first, so a changed definition is seen (and
       // quarantined) the moment the server announces it, before the client re-lists [C-TOOL-4].
-      void this.refreshLists(server, [kind]).finally(() => this.#fromServerNotificationNow(server, n, related));
+      void this.refreshLists(server, [kind]).finally(() =>
+        this.#fromServerNotificationNow(server, n, related),
+      );
       return;
     }
     this.#fromServerNotificationNow(server, n, related);
@@ -644,7 +668,11 @@ export class Session {
     return [...this.#upstreams.entries()].filter(([, c]) => c.up).map(([n]) => n);
   }
 
-  #fromServerNotificationNow(server: string, n: JsonRpcNotification, related: Pending<Tag> | undefined): void {
+  #fromServerNotificationNow(
+    server: string,
+    n: JsonRpcNotification,
+    related: Pending<Tag> | undefined,
+  ): void {
     let msg = n;
     if (!this.single) {
       if (n.method === 'notifications/resources/updated' && typeof n.params?.uri === 'string') {
@@ -712,14 +740,18 @@ export class Session {
   }
 
   /** Ends the session and its upstream sessions. */
-  async close(reason = 'closed'): Promise<void> {
+  /**
+   * Ends the session here. `endUpstream: false` is a local eviction (idle copy, shutdown): the
+   * shared session and its upstream sessions stay usable from other instances.
+   */
+  async close(reason = 'closed', opts: { endUpstream?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const s of this.#streams.values()) s.end();
     this.#streams.clear();
     for (const p of this.#serverRequests.values()) clearTimeout(p.timer);
     this.#serverRequests.clear();
-    await Promise.all([...this.#upstreams.values()].map((c) => c.close().catch(() => {})));
+    await Promise.all([...this.#upstreams.values()].map((c) => c.close(opts).catch(() => {})));
     this.#deps.audit({
       type: 'session.terminated',
       decision: 'info',

@@ -48,7 +48,10 @@ export interface UpstreamHandlers<T> {
 }
 
 /** Headers carrying the credential the gateway obtained for this upstream (never the client's token). */
-export type CredentialHeaders = () => Promise<Record<string, string>>;
+export type CredentialHeaders = (() => Promise<Record<string, string>>) & {
+  /** The upstream refused the credential: forget it; true when a retry with a new one makes sense. */
+  unauthorized?: (status: number, wwwAuthenticate: string | undefined) => Promise<boolean>;
+};
 
 export type TransportFactory = (server: ServerConfig, credentials?: CredentialHeaders) => UpstreamTransport;
 
@@ -85,6 +88,7 @@ export function defaultTransportFactory(launcher?: Launcher): TransportFactory {
           headers: credentials
             ? async () => ({ ...server.headers, ...(await credentials()) })
             : server.headers,
+          ...(credentials?.unauthorized ? { onUnauthorized: credentials.unauthorized } : {}),
         });
       case 'sse':
         return new LegacySseTransport({ url: server.url, headers: server.headers, credentials });
@@ -160,12 +164,18 @@ export class UpstreamClient<T> {
     upstreamSessionId: string | undefined,
   ): Promise<boolean> {
     this.#initParams = params;
-    await this.#connect();
     const version = typeof initResult?.protocolVersion === 'string' ? initResult.protocolVersion : undefined;
-    if (upstreamSessionId && version && this.#transport?.adoptSession?.(upstreamSessionId, version)) {
-      this.initResult = initResult;
-      this.#initialized = true;
-      return true;
+    if (upstreamSessionId && version && this.server.transport === 'http') {
+      await this.#connect();
+      if (this.#transport?.adoptSession?.(upstreamSessionId, version)) {
+        this.initResult = initResult;
+        this.#initialized = true;
+        return true;
+      }
+      // Not adoptable after all: drop this connection before initialising a new one.
+      const t = this.#transport;
+      this.#transport = undefined;
+      await t?.close({ endUpstream: false });
     }
     const res = await this.initialize(params);
     if (!('result' in res)) return false;
@@ -383,7 +393,11 @@ export class UpstreamClient<T> {
     this.#restartTimer.unref();
   }
 
-  async close(): Promise<void> {
+  /**
+   * Closes this instance's connection. `endUpstream: false` keeps the upstream's own session
+   * alive (another gateway instance may be using it: local eviction, graceful shutdown).
+   */
+  async close(opts: { endUpstream?: boolean } = {}): Promise<void> {
     this.#closing = true;
     if (this.#restartTimer) clearTimeout(this.#restartTimer);
     for (const p of this.#pending.values()) {
@@ -391,6 +405,6 @@ export class UpstreamClient<T> {
       p.resolve(errorResponse(p.downstreamId, ErrorCode.UpstreamUnavailable, 'session closed'));
     }
     this.#pending.clear();
-    await this.#transport?.close();
+    await this.#transport?.close(opts);
   }
 }

@@ -270,7 +270,8 @@ export class GatewayHttpServer {
           reason: 'idle_timeout',
           session: s.id,
         });
-        void s.close('idle_timeout');
+        // With shared state the session may live on elsewhere: evict only the local copy.
+        void s.close('idle_timeout', { endUpstream: !this.#deps.store || this.#deps.store.backends.ephemeral === 'sqlite' });
       }
     }
   }
@@ -802,7 +803,9 @@ export class GatewayHttpServer {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const deadline = new Promise((r) => setTimeout(r, graceMs).unref());
     await Promise.race([Promise.allSettled([...this.#inflight]), deadline]);
-    await Promise.all([...this.sessions.values()].map((s) => s.close('gateway_shutdown')));
+    // Sessions in the shared store continue on other instances: keep their upstream sessions.
+    const shared = this.#deps.store !== undefined;
+    await Promise.all([...this.sessions.values()].map((s) => s.close('gateway_shutdown', { endUpstream: !shared })));
     this.sessions.clear();
     this.server.closeAllConnections();
     await closed;

@@ -15,9 +15,9 @@
  * initialize upstream); a DELETE on A is a 404 on B and C within one second; the session id under
  * another user's token is not found on any instance; a stdio session continues on another
  * instance, which starts and initialises its own server process; SIGKILL of A loses no session.
- * Three `todo` tests state what does not hold yet (gateway bugs): one server process per restored
- * stdio session, tool pins shared between instances, and a graceful shutdown that leaves shared
- * upstream sessions alone. Drop the `todo` option when the gateway is fixed.
+ * Also proven: one server process per restored stdio session, and a graceful shutdown that leaves
+ * shared upstream sessions alone. One `todo` test states what does not hold yet: tool pins are per
+ * instance (SQLite), not shared. Drop the `todo` option when they move to the shared store.
  *
  * Skipped (with an install hint) without PostgreSQL or Redis; a failure under
  * WARDEN_REQUIRE_SYSTEM=1. Everything the run creates (schema, Redis keys, processes, files)
@@ -471,9 +471,7 @@ describe('Sessions across gateway instances on PostgreSQL + Redis', { skip, time
     assert.equal((await everythingChildren(a)).length, 1, "A's process is untouched");
   });
 
-  it('[C-SESS-7] restoring a stdio session starts exactly one server process, and ending the session stops it', {
-    todo: 'gateway bug: UpstreamClient.resume connects, then initialize() connects again; the first process leaks',
-  }, async () => {
+  it('[C-SESS-7] restoring a stdio session starts exactly one server process, and ending the session stops it', async () => {
     const sid = await openSession(a, 'everything', everythingToken);
     const before = new Set(await everythingChildren(b));
     await call(b, 'everything', everythingToken, sid, 'tools/list');
@@ -539,9 +537,7 @@ describe('Sessions across gateway instances on PostgreSQL + Redis', { skip, time
     assert.equal(firstText(r), 'Echo: after kill');
   });
 
-  it('[C-SESS-7] a graceful shutdown of B does not end the upstream session the session still uses on C', {
-    todo: 'gateway bug: Session.close("gateway_shutdown") DELETEs the shared upstream HTTP session',
-  }, async () => {
+  it('[C-SESS-7] a graceful shutdown of B does not end the upstream session the session still uses on C', async () => {
     const from = up.requests.length;
     const sid = await openSession(b, 'rec', recToken);
     await call(b, 'rec', recToken, sid, 'tools/list');

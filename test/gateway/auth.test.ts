@@ -284,6 +284,35 @@ describe('Upstream credentials obtained by the gateway (RFC 8693 token exchange)
     assert.equal(op.exchangeRequests(), before, 'the exchanged token is cached until shortly before expiry');
   });
 
+  it('[C-TOK-3] an upstream 401 makes the gateway drop the cached credential and retry once with a new one', async () => {
+    const t = (await op.clientCredentials({ resource: `${base}/mcp/rec`, scope: 'mcp:read' })).access_token;
+    const h = { ...ACCEPT, authorization: `Bearer ${t}` };
+    const init = await fetch(`${base}/mcp/rec`, { method: 'POST', headers: h, body: INIT });
+    const sid = init.headers.get('mcp-session-id')!;
+    let refused = 0;
+    up.handlers.set('tools/list', (_msg, res) => {
+      if (refused > 0) return false;
+      refused++;
+      res.writeHead(401, {
+        'www-authenticate': 'Bearer error="invalid_token"',
+        'content-type': 'application/json',
+      });
+      res.end(JSON.stringify({ error: 'invalid_token' }));
+      return true;
+    });
+    const before = op.exchangeRequests();
+    const r = await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...h, 'mcp-session-id': sid },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/list' }),
+    });
+    const body = (await r.json()) as { result?: { tools: unknown[] } };
+    assert.ok(body.result?.tools, JSON.stringify(body));
+    assert.equal(refused, 1);
+    assert.equal(op.exchangeRequests(), before + 1, 'a fresh token was exchanged for the retry');
+    up.handlers.delete('tools/list');
+  });
+
   it('[C-AUTHN-3] an exchange refused by the IdP fails closed with -32002 and nothing reaches the upstream', async () => {
     op.setExchangeBehaviour('invalid-grant');
     try {

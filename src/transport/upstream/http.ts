@@ -66,6 +66,11 @@ export interface HttpTransportOptions {
   headers?: Record<string, string> | (() => Promise<Record<string, string>> | Record<string, string>);
   /** Max bytes of one JSON response or SSE event. */
   maxMessageBytes?: number;
+  /**
+   * The upstream refused the credential (401, or 403 with a challenge): told with the
+   * `WWW-Authenticate` value; resolve true to retry the request once with fresh headers.
+   */
+  onUnauthorized?: (status: number, wwwAuthenticate: string | undefined) => Promise<boolean>;
   /** Certificate pinning for this upstream; GET streams use the matching https agent. */
   tls?: UpstreamTls;
   /** Open the GET stream for server-initiated messages after initialisation (default true). */
@@ -137,7 +142,7 @@ export class StreamableHttpTransport implements UpstreamTransport {
     return h;
   }
 
-  async send(message: JsonRpcMessage): Promise<void> {
+  async send(message: JsonRpcMessage, retried = false): Promise<void> {
     if (this.#closed) throw new Error('upstream connection is closed');
     // Server-initiated messages go to the GET stream; let it be established before the first
     // request after initialisation, or an SDK server may drop messages meant for it.
@@ -167,6 +172,16 @@ export class StreamableHttpTransport implements UpstreamTransport {
     }
     const status = res.statusCode;
     const stream = res.body;
+    const challenge = res.headers['www-authenticate'];
+    if ((status === 401 || (status === 403 && challenge)) && this.#opts.onUnauthorized) {
+      // Refused credential: let the provider forget it (and learn the scope), then retry once.
+      const www = Array.isArray(challenge) ? challenge.join(', ') : challenge;
+      const retry = await this.#opts.onUnauthorized(status, www).catch(() => false);
+      if (retry && !retried) {
+        stream.resume();
+        return this.send(message, true);
+      }
+    }
     if (
       status === 202 ||
       (status >= 200 && status < 300 && !isReq && res.headers['content-length'] === '0')
@@ -385,11 +400,11 @@ export class StreamableHttpTransport implements UpstreamTransport {
     this.onclose?.(reason);
   }
 
-  async close(): Promise<void> {
+  async close(opts: { endUpstream?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     const sid = this.#sessionId;
     this.#end('closed');
-    if (!sid) return;
+    if (!sid || opts.endUpstream === false) return;
     // Best effort: tell the server the session is over (DELETE); 405 is allowed.
     try {
       const headers = { ...(await this.#headers({})), 'mcp-session-id': sid };

@@ -31,7 +31,8 @@ export interface UpstreamTransport {
    * requests carry `sessionId`, no initialize is sent. Returns false when not supported.
    */
   adoptSession?(sessionId: string, protocolVersion: string): boolean;
-  close(): Promise<void>;
+  /** `endUpstream: false`: close only this connection, not the upstream's session (HTTP DELETE). */
+  close(opts?: { endUpstream?: boolean }): Promise<void>;
 }
 
 /** What a launcher needs to start a local server. */
