@@ -26,6 +26,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (values.port !== undefined && values.config) config.listen.port = Number(values.port);
   const gw = await startGateway(config);
+  const warnings: string[] = [];
+  if (config.auth.mode === 'none')
+    warnings.push('authentication is off (auth.mode: none): any local process can use the tools');
+  if (config.tools.pinning === 'off')
+    warnings.push('tool definitions are not pinned (tools.pinning: off): set tofu, or approve for production');
+  for (const w of warnings) process.stderr.write(`mcp-warden: warning: ${w}\n`);
   const source = values.config ?? 'embedded defaults';
   process.stderr.write(
     `\nmcp-warden listening (${source})\n` +
