@@ -271,7 +271,9 @@ export class GatewayHttpServer {
           session: s.id,
         });
         // With shared state the session may live on elsewhere: evict only the local copy.
-        void s.close('idle_timeout', { endUpstream: !this.#deps.store || this.#deps.store.backends.ephemeral === 'sqlite' });
+        void s.close('idle_timeout', {
+          endUpstream: !this.#deps.store || this.#deps.store.backends.ephemeral === 'sqlite',
+        });
       }
     }
   }
@@ -805,7 +807,9 @@ export class GatewayHttpServer {
     await Promise.race([Promise.allSettled([...this.#inflight]), deadline]);
     // Sessions in the shared store continue on other instances: keep their upstream sessions.
     const shared = this.#deps.store !== undefined;
-    await Promise.all([...this.sessions.values()].map((s) => s.close('gateway_shutdown', { endUpstream: !shared })));
+    await Promise.all(
+      [...this.sessions.values()].map((s) => s.close('gateway_shutdown', { endUpstream: !shared })),
+    );
     this.sessions.clear();
     this.server.closeAllConnections();
     await closed;

@@ -6,6 +6,8 @@
  * Only headers from configuration (or a credential provider) are sent: nothing from the
  * downstream request is ever copied here [C-TOK-1].
  */
+
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
@@ -89,7 +91,8 @@ export class StreamableHttpTransport implements UpstreamTransport {
   readonly #max: number;
   readonly #pool: Pool;
   readonly #path: string;
-  readonly #posts = new Set<AbortController>();
+  /** Aborts every in-flight POST of this connection on close (one controller, not one per request). */
+  readonly #abort = new AbortController();
   #sessionId: string | undefined;
   #protocolVersion: string | undefined;
   #closed = false;
@@ -112,6 +115,8 @@ export class StreamableHttpTransport implements UpstreamTransport {
     this.#request = secure ? https.request : http.request;
     this.#max = opts.maxMessageBytes ?? 16 * 1024 * 1024;
     this.#pool = poolFor(this.#url, opts.tls);
+    // Every concurrent POST listens on the one abort signal; undici removes each listener when done.
+    setMaxListeners(0, this.#abort.signal);
     this.#path = `${this.#url.pathname}${this.#url.search}`;
   }
 
@@ -133,6 +138,24 @@ export class StreamableHttpTransport implements UpstreamTransport {
     return true;
   }
 
+  #postHeaderCache:
+    | { sid: string | undefined; ver: string | undefined; h: Record<string, string> }
+    | undefined;
+
+  /** POST headers when they are static (no credential provider): built once per session state. */
+  #staticPostHeaders(): Record<string, string> {
+    const c = this.#postHeaderCache;
+    if (c && c.sid === this.#sessionId && c.ver === this.#protocolVersion) return c.h;
+    const h: Record<string, string> = {
+      ...(this.#opts.headers as Record<string, string> | undefined),
+      ...POST_HEADERS,
+    };
+    if (this.#sessionId) h['mcp-session-id'] = this.#sessionId;
+    if (this.#protocolVersion) h['mcp-protocol-version'] = this.#protocolVersion;
+    this.#postHeaderCache = { sid: this.#sessionId, ver: this.#protocolVersion, h };
+    return h;
+  }
+
   async #headers(extra: Record<string, string>): Promise<Record<string, string>> {
     const base =
       typeof this.#opts.headers === 'function' ? await this.#opts.headers() : (this.#opts.headers ?? {});
@@ -150,22 +173,22 @@ export class StreamableHttpTransport implements UpstreamTransport {
     const isReq = 'method' in message && message.id !== undefined;
     const id = isReq ? (message as { id: JsonRpcId }).id : undefined;
     const body = JSON.stringify(message);
-    const headers = await this.#headers(POST_HEADERS);
+    const headers =
+      typeof this.#opts.headers === 'function'
+        ? await this.#headers(POST_HEADERS)
+        : this.#staticPostHeaders();
     const isInit = 'method' in message && message.method === 'initialize';
-    const ac = new AbortController();
-    this.#posts.add(ac);
+    const ac = this.#abort;
     let res: Dispatcher.ResponseData;
     try {
       res = await this.#pool.request({ path: this.#path, method: 'POST', headers, body, signal: ac.signal });
     } catch (err) {
-      this.#posts.delete(ac);
       if (isReq) {
         this.#fail(id, `upstream unreachable: ${(err as Error).message}`);
         return;
       }
       throw err;
     }
-    this.#posts.delete(ac);
     if (isInit) {
       const sid = res.headers['mcp-session-id'];
       if (typeof sid === 'string' && /^[\x21-\x7e]{1,256}$/.test(sid)) this.#sessionId = sid;
@@ -395,8 +418,7 @@ export class StreamableHttpTransport implements UpstreamTransport {
     this.#getStream?.destroy();
     for (const r of this.#inflight) r.destroy();
     this.#inflight.clear();
-    for (const a of this.#posts) a.abort();
-    this.#posts.clear();
+    this.#abort.abort();
     this.onclose?.(reason);
   }
 
