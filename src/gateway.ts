@@ -202,6 +202,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
           version: VERSION,
           credentials: (srv) => providers.get(srv.name),
           refreshOnListChanged: config.tools.pinning !== 'off',
+          ...(store.backends.ephemeral !== 'sqlite' ? { events: store.events } : {}),
         },
         id,
       ),

@@ -165,7 +165,10 @@ export const configSchema = z
         /** Key that signs stored stream events; the same on every instance (≥ 32 characters). */
         eventKey: z
           .string()
-          .regex(/^[A-Za-z0-9_-]{43,}={0,2}$/, 'must be base64url of at least 32 random bytes (43+ characters), e.g. `openssl rand -base64 32 | tr +/ -_`; use ${env:…}')
+          .regex(
+            /^[A-Za-z0-9_-]{43,}={0,2}$/,
+            'must be base64url of at least 32 random bytes (43+ characters), e.g. `openssl rand -base64 32 | tr +/ -_`; use ${env:…}',
+          )
           .optional(),
         /** Key prefix in Redis / schema in PostgreSQL (several gateways on one backend). */
         redisPrefix: z.string().min(1).optional(),

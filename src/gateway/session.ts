@@ -19,10 +19,12 @@ import {
   type JsonRpcResponse,
 } from '../mcp/jsonrpc.ts';
 import { isSupportedVersion, LATEST_VERSION, negotiateVersion, supportsPriming } from '../mcp/protocol.ts';
+import { encodeSse } from '../mcp/sse.ts';
 import type { Pipeline } from '../pipeline/chain.ts';
 import type { Identity, PipelineContext } from '../pipeline/types.ts';
+import type { EventStore } from '../store/types.ts';
 import { decodeCursor, encodeCursor, qualifyName, qualifyUri, splitName, splitUri } from './names.ts';
-import { parseEventId, Stream, type StreamOptions } from './streams.ts';
+import { Stream, type StreamOptions } from './streams.ts';
 import {
   type CredentialHeaders,
   isCancelledAnswer,
@@ -39,6 +41,8 @@ export interface SessionDeps {
   replayEvents: number;
   log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   version: string;
+  /** Shared event store: SSE events stored so a stream can be resumed on another instance. */
+  events?: EventStore;
   /** Re-list definitions through the pipeline when a server announces a change (tool guard on). */
   refreshOnListChanged?: boolean;
   /** The credential provider of an upstream (config `servers[].auth`), if any. */
@@ -202,13 +206,20 @@ export class Session {
 
   streamOptions(headers: Record<string, string>): StreamOptions {
     this.#streamCounter += 1;
+    const id = `${this.#streamPrefix}${this.#streamCounter.toString(36).padStart(8, '0')}`;
     return {
-      id: `${this.#streamPrefix}${this.#streamCounter.toString(36).padStart(8, '0')}`,
+      id,
       priming: supportsPriming(this.protocolVersion),
       replay: this.#deps.replayEvents,
       retryMs: 1000,
       headers,
+      ...(this.#deps.events ? { persist: this.#persistFor(id) } : {}),
     };
+  }
+
+  #persistFor(streamId: string): (data: string) => Promise<string> {
+    const events = this.#deps.events!;
+    return (data) => events.append(this.identity.user, this.id, streamId, data, Date.now());
   }
 
   /** Handles `initialize`: initialises the upstream(s) with the client's parameters. */
@@ -717,7 +728,7 @@ export class Session {
   }
 
   /** Opens a GET stream for server-initiated messages. */
-  openGetStream(res: ServerResponse, headers: Record<string, string>): void {
+  openGetStream(res: ServerResponse, headers: Record<string, string>): Stream {
     const s = new Stream('get', res, this.streamOptions(headers));
     this.#streams.set(s.id, s);
     this.#getStreams.push(s);
@@ -728,15 +739,31 @@ export class Session {
     const backlog = this.#backlog;
     this.#backlog = [];
     for (const m of backlog) s.send(m);
+    return s;
   }
 
   /** Resumes a stream of this session after `Last-Event-ID`; false when it is not ours or gone [S-SESS-7]. */
-  resume(lastEventId: string, res: ServerResponse): boolean {
-    const ev = parseEventId(lastEventId);
-    if (!ev) return false;
-    const s = this.#streams.get(ev.stream);
-    if (!s) return false;
-    return s.resume(res, ev.seq);
+  async resume(lastEventId: string, res: ServerResponse, headers: Record<string, string>): Promise<boolean> {
+    if (lastEventId.length > 512) return false;
+    for (const s of this.#streams.values()) if (s.hasEvent(lastEventId)) return s.resume(res, lastEventId);
+    // Not held here: the stream may have lived on another instance (shared event store). The
+    // store only replays events of this user, session and stream, and checks their MAC [C-SESS-6].
+    const events = this.#deps.events;
+    if (!events) return false;
+    const r = await events.replayAfter(this.identity.user, this.id, lastEventId, Date.now());
+    if (!r.streamId) return false;
+    if (r.tampered > 0)
+      this.#deps.audit({
+        type: 'session.hijack_suspected',
+        decision: 'deny',
+        reason: 'stored_event_tampered',
+        session: this.id,
+        detail: { count: r.tampered },
+      });
+    // Continue as a GET stream for this session's messages, after the replayed events.
+    const s = this.openGetStream(res, headers);
+    for (const e of r.events) s.writeRaw(encodeSse(e.message, e.id));
+    return true;
   }
 
   /** Ends the session and its upstream sessions. */

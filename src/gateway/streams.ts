@@ -13,6 +13,7 @@ export type StreamState = 'pending' | 'sse' | 'detached' | 'done';
 
 interface Stored {
   seq: number;
+  id: string;
   frame: string;
 }
 
@@ -27,6 +28,11 @@ export interface StreamOptions {
   retryMs?: number;
   /** Extra response headers (e.g. mcp-session-id). */
   headers: Record<string, string>;
+  /**
+   * Shared event store (several instances): each SSE event is stored first and carries the
+   * store's id, so a client can resume the stream on another instance [C-SESS-6].
+   */
+  persist?: (data: string) => Promise<string>;
 }
 
 /** Headers for every SSE response. */
@@ -69,10 +75,24 @@ export class Stream {
     res.writeHead(200, { ...SSE_HEADERS, ...this.#opts.headers });
     res.flushHeaders();
     this.state = 'sse';
+    if (this.#opts.retryMs) res.write(`retry: ${this.#opts.retryMs}\n\n`);
     if (this.#opts.priming) {
-      const id = `${this.id}.${this.#seq}`;
-      res.write(`id: ${id}\n${this.#opts.retryMs ? `retry: ${this.#opts.retryMs}\n` : ''}data: \n\n`);
+      if (this.#opts.persist) this.#emit('');
+      else res.write(`id: ${this.id}.${this.#seq}\ndata: \n\n`);
     }
+  }
+
+  /** Writes an already-encoded frame (events replayed from the shared store). */
+  writeRaw(frame: string): void {
+    this.#res?.write(frame);
+  }
+
+  #chain: Promise<void> = Promise.resolve();
+
+  /** Runs `fn` after every pending event write (persisted streams write asynchronously). */
+  #after(fn: () => void): void {
+    if (this.#opts.persist) this.#chain = this.#chain.then(fn);
+    else fn();
   }
 
   #detach(res: ServerResponse): void {
@@ -102,12 +122,36 @@ export class Stream {
 
   #emit(data: string): void {
     this.#seq += 1;
-    const frame = encodeSse(data, `${this.id}.${this.#seq}`);
+    const seq = this.#seq;
+    const persist = this.#opts.persist;
+    if (!persist) {
+      this.#write(data, `${this.id}.${seq}`, seq);
+      return;
+    }
+    this.#chain = this.#chain.then(async () => {
+      let id: string;
+      try {
+        id = await persist(data);
+      } catch {
+        id = `${this.id}.${seq}`; // store unreachable: still resumable on this instance
+      }
+      this.#write(data, id, seq);
+    });
+  }
+
+  #write(data: string, id: string, seq: number): void {
+    const frame = encodeSse(data, id);
     if (this.#opts.replay > 0) {
-      this.#stored.push({ seq: this.#seq, frame });
+      this.#stored.push({ seq, id, frame });
       if (this.#stored.length > this.#opts.replay) this.#stored.shift();
     }
     this.#res?.write(frame);
+  }
+
+  /** Whether `eventId` names an event of this stream (local or stored format). */
+  hasEvent(eventId: string): boolean {
+    if (this.#stored.some((e) => e.id === eventId)) return true;
+    return parseEventId(eventId)?.stream === this.id;
   }
 
   /** Sends the final response and ends the stream. */
@@ -126,15 +170,17 @@ export class Stream {
       return;
     }
     this.#emit(JSON.stringify(msg));
-    if (this.#res) {
-      this.#res.end();
-      this.state = 'done';
-      this.onDone?.();
-    } else {
-      // Detached: keep the events for a resuming client until the session forgets the stream.
-      this.state = 'detached';
-      this.#finishedDetached = true;
-    }
+    this.#after(() => {
+      if (this.#res) {
+        this.#res.end();
+        this.state = 'done';
+        this.onDone?.();
+      } else {
+        // Detached: keep the events for a resuming client until the session forgets the stream.
+        this.state = 'detached';
+        this.#finishedDetached = true;
+      }
+    });
   }
 
   #finishedDetached = false;
@@ -144,17 +190,27 @@ export class Stream {
     if (this.state === 'done') return;
     if (this.state === 'pending' && this.#res && !this.#res.headersSent) {
       this.#res.writeHead(202).end();
-    } else this.#res?.end();
+      this.state = 'done';
+      this.onDone?.();
+      return;
+    }
     this.state = 'done';
-    this.onDone?.();
+    this.#after(() => {
+      this.#res?.end();
+      this.onDone?.();
+    });
   }
 
   /**
-   * Re-attaches a client that reconnected with `Last-Event-ID: <id>.<seq>`: replays the events
-   * after `seq` and continues live. Returns false when the events are gone.
+   * Re-attaches a client that reconnected with `Last-Event-ID` (`<id>.<seq>`, or a stored event
+   * id): replays the events after it and continues live. Returns false when the events are gone.
    */
-  resume(res: ServerResponse, afterSeq: number): boolean {
+  resume(res: ServerResponse, lastEventId: string): boolean {
     if (this.state === 'done') return false;
+    const hit = this.#stored.find((e) => e.id === lastEventId);
+    const parsed = hit ? undefined : parseEventId(lastEventId);
+    if (!hit && parsed?.stream !== this.id) return false;
+    const afterSeq = hit ? hit.seq : parsed!.seq;
     const first = this.#stored[0];
     if (afterSeq < this.#seq && (!first || first.seq > afterSeq + 1)) return false;
     const old = this.#res;

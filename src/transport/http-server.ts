@@ -423,7 +423,13 @@ export class GatewayHttpServer {
       }
       const last = one(req.headers['last-event-id']);
       if (last !== undefined) {
-        if (!session.resume(last, res)) {
+        let resumed: boolean;
+        try {
+          resumed = await session.resume(last, res, responseHeaders(session));
+        } catch (err) {
+          return this.#unavailable(res, err);
+        }
+        if (!resumed) {
           return rpcError(
             res,
             404,

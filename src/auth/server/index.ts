@@ -21,7 +21,7 @@ import {
   authorizationServerSchema,
 } from './config.ts';
 import { handleConsentGet, handleConsentList, handleConsentPost } from './consent.ts';
-import { type AsContext, randomToken } from './context.ts';
+import { type AsContext, loginUser, randomToken } from './context.ts';
 import { createCookieJar } from './cookies.ts';
 import { createDevIdp, type DevIdp } from './dev-idp.ts';
 import { BASE_HEADERS, sendJson } from './http.ts';
@@ -62,6 +62,14 @@ export interface AuthorizationServer {
    * this from the resource side where revocation must take effect before expiry.
    */
   isAccessTokenRevoked(claims: { jti?: unknown; gid?: unknown }): Promise<boolean>;
+  /**
+   * The user signed in at this AS in the browser that sent `req`: the subject of its verified
+   * `__Host-mw-login` cookie (HMAC-checked, unexpired; set after an IdP login), else undefined.
+   * Only the cookie counts (never a header or query parameter the caller chose). For browser
+   * pages of the gateway that act for the signed-in user, e.g. the upstream OAuth routes
+   * (`src/auth/upstream/routes.ts`) [S-ELI-1].
+   */
+  signedInUser(req: IncomingMessage): string | undefined;
   close(): Promise<void>;
 }
 
@@ -263,6 +271,7 @@ export async function createAuthorizationServer(
         typeof claims.gid === 'string' && (await store.kv.get(`as:grant-revoked:${claims.gid}`)) !== undefined
       );
     },
+    signedInUser: (req) => loginUser(c, req),
     async close() {},
   };
 }

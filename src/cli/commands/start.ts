@@ -30,7 +30,9 @@ export async function run(argv: string[]): Promise<number> {
   if (config.auth.mode === 'none')
     warnings.push('authentication is off (auth.mode: none): any local process can use the tools');
   if (config.tools.pinning === 'off')
-    warnings.push('tool definitions are not pinned (tools.pinning: off): set tofu, or approve for production');
+    warnings.push(
+      'tool definitions are not pinned (tools.pinning: off): set tofu, or approve for production',
+    );
   for (const w of warnings) process.stderr.write(`mcp-warden: warning: ${w}\n`);
   const source = values.config ?? 'embedded defaults';
   process.stderr.write(
