@@ -20,7 +20,14 @@
  *                                                 upstream OAuth client; writes the second table of
  *                                                 docs/conformance.md (the server table is kept)
  *   --client-scenario <name>                      with --client, repeatable: a subset (no doc written)
+ *   --authorization                               run the AUTHORIZATION-SERVER part instead: the suite's
+ *                                                 `authorization` scenarios against the gateway's own
+ *                                                 OAuth authorization server (dev login, consent page;
+ *                                                 the script plays the user at the browser), once with a
+ *                                                 pre-registered and once with a registered client;
+ *                                                 writes the third table of docs/conformance.md
  *
+ * The authorization part exits 1 when any scenario fails or yields no result.
  * The client part exits 1 when a scored scenario fails (a FAILURE check or no result); not-scored
  * extensions (DPoP, enterprise-managed authorization, workload identity …) never fail the run.
  * Exit status: 1 when a scenario that passes directly fails (or yields no result) through the
@@ -33,6 +40,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -188,14 +196,14 @@ function firstLine(s: string | undefined, max = 400): string {
 /**
  * Reads every `server-<scenario>-<timestamp>/checks.json` under `dir` (the last run of a scenario
  * wins). With `prefix` (client results: `<dir>/auth/<name>-<timestamp>/`) the scenario is
- * `<prefix>/<name>`.
+ * `<prefix>/<name>`. `pattern` replaces the directory-name pattern (its group 1 is the name).
  */
-export function readResults(dir: string, prefix?: string): Map<string, ScenarioResult> {
+export function readResults(dir: string, prefix?: string, pattern?: RegExp): Map<string, ScenarioResult> {
   const results = new Map<string, ScenarioResult>();
   const base = prefix ? join(dir, prefix) : dir;
   if (!existsSync(base)) return results;
   for (const entry of readdirSync(base).sort()) {
-    const m = (prefix ? CLIENT_RESULT_DIR : RESULT_DIR).exec(entry);
+    const m = (pattern ?? (prefix ? CLIENT_RESULT_DIR : RESULT_DIR)).exec(entry);
     const file = join(base, entry, 'checks.json');
     if (!m?.[1] || !existsSync(file)) continue;
     const checks = JSON.parse(readFileSync(file, 'utf8')) as SuiteCheck[];
@@ -272,7 +280,10 @@ interface GatewayHandle {
   close(): Promise<void>;
 }
 interface GatewayModule {
-  startGateway(config: ReturnType<typeof parseConfig>): Promise<GatewayHandle>;
+  startGateway(
+    config: ReturnType<typeof parseConfig>,
+    opts?: { announceDevPassword?: (password: string) => void },
+  ): Promise<GatewayHandle>;
 }
 
 /** Loads src/gateway.ts; returns the reason when it is not available. */
@@ -736,18 +747,33 @@ export function clientMarkdown(
   return out.join('\n');
 }
 
-/** Writes one part of docs/conformance.md, keeping the other part as it is. */
-export function writeDocPart(docPath: string, part: 'server' | 'client', text: string): void {
+/**
+ * Writes one part of docs/conformance.md (server, then client, then authorization server),
+ * keeping the other parts as they are.
+ */
+export function writeDocPart(
+  docPath: string,
+  part: 'server' | 'client' | 'authorization',
+  text: string,
+): void {
   const current = existsSync(docPath) ? readFileSync(docPath, 'utf8') : '';
-  const at = current.indexOf(CLIENT_MARKER);
-  const serverPart = at >= 0 ? current.slice(0, at) : current;
-  const clientPart = at >= 0 ? current.slice(at) : '';
-  const next =
-    part === 'server'
-      ? `${text.trimEnd()}\n${clientPart ? `\n${clientPart}` : ''}`
-      : `${serverPart.trimEnd()}\n\n${text}`;
+  const asAt = current.indexOf(AS_MARKER);
+  const beforeAs = asAt >= 0 ? current.slice(0, asAt) : current;
+  const parts = {
+    server: '',
+    client: '',
+    authorization: asAt >= 0 ? current.slice(asAt) : '',
+  };
+  const at = beforeAs.indexOf(CLIENT_MARKER);
+  parts.server = at >= 0 ? beforeAs.slice(0, at) : beforeAs;
+  parts.client = at >= 0 ? beforeAs.slice(at) : '';
+  parts[part] = text;
+  const next = [parts.server, parts.client, parts.authorization]
+    .map((x) => x.trim())
+    .filter((x) => x !== '')
+    .join('\n\n');
   mkdirSync(dirname(docPath), { recursive: true });
-  writeFileSync(docPath, next);
+  writeFileSync(docPath, `${next}\n`);
 }
 
 async function mainClient(opts: CliOptions): Promise<number> {
@@ -786,6 +812,486 @@ async function mainClient(opts: CliOptions): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Authorization part: the gateway's own OAuth authorization server (issue 4)
+
+/** Separates the authorization-server part of docs/conformance.md from the parts before it. */
+export const AS_MARKER =
+  '<!-- authorization server scenarios: generated by `npm run conformance -- --authorization` -->';
+
+/** The suite's authorization-server scenarios (`conformance list --authorization`), in run order. */
+export const AS_SCENARIOS = ['authorization-server-metadata-endpoint', 'authorization-code-grant'] as const;
+
+/** How the suite's OAuth client is known to the gateway's authorization server. */
+export type AsClientKind = 'pre-registered' | 'dynamic';
+export const AS_CLIENT_KINDS: readonly AsClientKind[] = ['pre-registered', 'dynamic'];
+const AS_CLIENT_LABEL: Record<AsClientKind, string> = {
+  'pre-registered': 'pre-registered public client (`authorizationServer.clients`)',
+  dynamic: 'client registered at run time (RFC 7591 `/oauth/register`)',
+};
+
+/** The development login's user in the authorization run. */
+export const AS_DEV_USER = 'conformance';
+/** The pre-registered client's id. */
+export const AS_CLIENT_ID = 'conformance-suite';
+
+/** A loopback TCP port that was free a moment ago. */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createNetServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+/**
+ * The gateway configuration of the authorization run: its own authorization server with the
+ * development login, OAuth on the MCP endpoints, `publicUrl` on loopback (the issuer), one
+ * stdio upstream (the fixture; the scenarios never reach it), and the suite's callback
+ * registered as the redirect URI of one pre-registered public client.
+ */
+export function asGatewayConfig(
+  workDir: string,
+  port: number,
+  callbackPort: number,
+): ReturnType<typeof parseConfig> {
+  return parseConfig(
+    {
+      listen: { host: '127.0.0.1', port, publicUrl: `http://127.0.0.1:${port}` },
+      auth: { mode: 'oauth' },
+      authorizationServer: {
+        devIdp: { enabled: true, user: AS_DEV_USER },
+        clients: [
+          {
+            client_id: AS_CLIENT_ID,
+            client_name: 'MCP conformance suite',
+            redirect_uris: [`http://127.0.0.1:${callbackPort}/callback`],
+            token_endpoint_auth_method: 'none',
+          },
+        ],
+      },
+      audit: { jsonl: join(workDir, 'audit.jsonl') },
+      state: { sqlite: join(workDir, 'warden.db') },
+      log: { level: 'error' },
+      servers: [{ name: 'fixture', transport: 'stdio', ...fixtureStdioCommand(), cwd: REPO_ROOT }],
+    },
+    'conformance-authorization',
+  );
+}
+
+/** Registers a public client for `redirectUri` at the gateway's RFC 7591 endpoint. */
+async function registerClient(issuer: string, redirectUri: string): Promise<string> {
+  const r = await fetch(`${issuer}/oauth/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      client_name: 'MCP conformance suite (registered)',
+      redirect_uris: [redirectUri],
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+    }),
+  });
+  const json = (await r.json()) as { client_id?: string };
+  if (r.status !== 201 || !json.client_id)
+    throw new Error(`registration failed: ${r.status} ${JSON.stringify(json)}`);
+  return json.client_id;
+}
+
+/** What the scripted user did in the browser part of one run. */
+export interface UserSteps {
+  /** Pages seen, in order: `login`, `consent`, `callback`. */
+  steps: string[];
+  error?: string;
+}
+
+interface Page {
+  url: string;
+  status: number;
+  location: string | undefined;
+  body: string;
+}
+
+/** A minimal browser for one origin: a cookie jar (names and values only) and manual redirects. */
+class UserAgent {
+  readonly #jar = new Map<string, string>();
+
+  async request(url: string, form?: Record<string, string>): Promise<Page> {
+    const headers: Record<string, string> = { accept: 'text/html' };
+    if (this.#jar.size > 0) headers.cookie = [...this.#jar].map(([k, v]) => `${k}=${v}`).join('; ');
+    if (form) headers['content-type'] = 'application/x-www-form-urlencoded';
+    const res = await fetch(url, {
+      method: form ? 'POST' : 'GET',
+      headers,
+      ...(form ? { body: new URLSearchParams(form).toString() } : {}),
+      redirect: 'manual',
+    });
+    for (const sc of res.headers.getSetCookie()) {
+      const pair = sc.split(';')[0] ?? '';
+      const i = pair.indexOf('=');
+      const name = pair.slice(0, i).trim();
+      const value = pair.slice(i + 1).trim();
+      if (/max-age=0/i.test(sc) || value === '') this.#jar.delete(name);
+      else this.#jar.set(name, value);
+    }
+    const location = res.headers.get('location') ?? undefined;
+    return {
+      url,
+      status: res.status,
+      location: location && new URL(location, url).href,
+      body: await res.text(),
+    };
+  }
+
+  /** Follows redirects within `origin`; stops at the first page elsewhere (status 0, not fetched). */
+  async walk(url: string, origin: string, form?: Record<string, string>): Promise<Page> {
+    let page = await this.request(url, form);
+    for (let i = 0; i < 10 && page.status >= 300 && page.status < 400 && page.location; i++) {
+      if (new URL(page.location).origin !== origin)
+        return { url: page.location, status: 0, location: undefined, body: '' };
+      page = await this.request(page.location);
+    }
+    return page;
+  }
+}
+
+/** Hidden fields of the page's form, unescaped. */
+function hiddenFields(html: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)) {
+    out[m[1] ?? ''] = (m[2] ?? '')
+      .replace(/&quot;/g, '"')
+      .replace(/&#39;/g, "'")
+      .replace(/&amp;/g, '&');
+  }
+  return out;
+}
+
+/**
+ * The user of the authorization-code scenario: the suite prints the authorization URL and
+ * waits for the browser to come back to its callback; this plays the person at the browser.
+ * It signs in at the development login with the password the gateway announced, reads
+ * mcp-warden's consent page (which must name the client) and presses "Allow access", exactly
+ * as a person would, then follows the redirect to the suite's callback. Nothing is skipped:
+ * consent is given through the consent form, per user, client, redirect URI and scopes.
+ */
+export async function actAsUser(
+  authorizationUrl: string,
+  issuer: string,
+  password: string,
+  clientName: RegExp,
+): Promise<UserSteps> {
+  const agent = new UserAgent();
+  const out: UserSteps = { steps: [] };
+  let page = await agent.walk(authorizationUrl, issuer);
+  for (let round = 0; round < 4; round++) {
+    if (page.status === 0) {
+      // Left the gateway: the redirect to the client (the suite's callback listener, which
+      // starts listening right after it prints the URL; retry briefly if it is not up yet).
+      out.steps.push('callback');
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await agent.request(page.url);
+          return out;
+        } catch (err) {
+          if (attempt >= 20) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    }
+    if (/type="password"/.test(page.body)) {
+      out.steps.push('login');
+      const action = /<form[^>]*action="([^"]+)"/.exec(page.body)?.[1] ?? '/oauth/dev/login';
+      page = await agent.walk(new URL(action.replace(/&amp;/g, '&'), issuer).href, issuer, {
+        ...hiddenFields(page.body),
+        user: AS_DEV_USER,
+        password,
+      });
+      continue;
+    }
+    if (/name="decision" value="approve"/.test(page.body)) {
+      out.steps.push('consent');
+      if (!clientName.test(page.body)) {
+        out.error = 'the consent page does not name the client';
+        return out;
+      }
+      page = await agent.walk(`${issuer}/oauth/consent`, issuer, {
+        ...hiddenFields(page.body),
+        decision: 'approve',
+      });
+      continue;
+    }
+    const text = page.body
+      .replace(/<[^>]+>/g, ' ')
+      .replace(/\s+/g, ' ')
+      .trim();
+    out.error = `unexpected page ${page.status} at ${page.url}: ${firstLine(text, 200)}`;
+    return out;
+  }
+  out.error = 'no redirect to the client after login and consent';
+  return out;
+}
+
+/** One run of the suite's authorization mode against the gateway, with one kind of client. */
+export interface AsRun {
+  kind: AsClientKind;
+  clientId: string;
+  results: Map<string, ScenarioResult>;
+  user: UserSteps;
+  durationMs: number;
+}
+
+const AS_RESULT_DIR = /^authorization-server-(.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$/;
+
+/**
+ * Runs `conformance authorization` (every scenario, one process, so the grant scenario gets
+ * the metadata of the first) against `issuer`, answering the suite's browser step with
+ * {@link actAsUser}.
+ */
+export async function runAsSuite(opts: {
+  issuer: string;
+  resource: string;
+  clientId: string;
+  clientName: RegExp;
+  callbackPort: number;
+  password: string;
+  outDir: string;
+}): Promise<{ results: Map<string, ScenarioResult>; user: UserSteps; log: string }> {
+  mkdirSync(opts.outDir, { recursive: true });
+  const args = [
+    SUITE_CLI,
+    'authorization',
+    '--url',
+    opts.issuer,
+    '--client-id',
+    opts.clientId,
+    '--resource',
+    opts.resource,
+    '--port',
+    String(opts.callbackPort),
+    '--spec-version',
+    SPEC_VERSION,
+    '-o',
+    opts.outDir,
+  ];
+  const child = spawn(suiteNode(), args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  let user: UserSteps = { steps: [] };
+  let acting: Promise<void> | undefined;
+  const authorizePrefix = `${opts.issuer}/oauth/authorize?`;
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    log += d;
+  });
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    log += d;
+    if (acting) return;
+    const line = log.split('\n').find((l) => l.startsWith(authorizePrefix));
+    if (!line) return;
+    acting = actAsUser(line.trim(), opts.issuer, opts.password, opts.clientName).then(
+      (u) => {
+        user = u;
+      },
+      (err: unknown) => {
+        user = { steps: [], error: err instanceof Error ? err.message : String(err) };
+      },
+    );
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  const code = await new Promise<number | null>((r) => child.on('close', r));
+  clearTimeout(timer);
+  await acting;
+  log = `$ ${args.join(' ')}\n${log}\n(exit ${code})\n`;
+  writeFileSync(join(opts.outDir, 'suite.log'), log);
+  const results = readResults(opts.outDir, undefined, AS_RESULT_DIR);
+  for (const scenario of AS_SCENARIOS) {
+    if (results.has(scenario)) continue;
+    results.set(scenario, {
+      scenario,
+      outcome: 'missing',
+      failures: [{ id: 'no-result', message: user.error ?? 'the suite wrote no checks.json' }],
+      warnings: [],
+      checks: 0,
+      succeeded: [],
+    });
+  }
+  return { results, user, log };
+}
+
+/** Starts the gateway with its authorization server and runs the suite once per client kind. */
+export async function runAuthorization(
+  baseDir: string,
+  kinds: readonly AsClientKind[],
+): Promise<AsRun[] | string> {
+  const gateway = await loadGateway();
+  if (typeof gateway === 'string') return gateway;
+  const workDir = join(baseDir, 'gateway');
+  mkdirSync(workDir, { recursive: true });
+  const port = await freeLoopbackPort();
+  const callbackPort = await freeLoopbackPort();
+  const issuer = `http://127.0.0.1:${port}`;
+  let password = '';
+  const gw = await withTimeout(
+    gateway.startGateway(asGatewayConfig(workDir, port, callbackPort), {
+      announceDevPassword: (p) => {
+        password = p;
+      },
+    }),
+    30_000,
+    'startGateway',
+  );
+  const runs: AsRun[] = [];
+  try {
+    if (!password) throw new Error('the gateway announced no development password');
+    for (const kind of kinds) {
+      const t0 = Date.now();
+      const clientId =
+        kind === 'pre-registered'
+          ? AS_CLIENT_ID
+          : await registerClient(issuer, `http://127.0.0.1:${callbackPort}/callback`);
+      const { results, user } = await runAsSuite({
+        issuer,
+        resource: `${issuer}/mcp`,
+        clientId,
+        clientName:
+          kind === 'pre-registered' ? /MCP conformance suite/ : /MCP conformance suite \(registered\)/,
+        callbackPort,
+        password,
+        outDir: join(baseDir, kind),
+      });
+      runs.push({ kind, clientId, results, user, durationMs: Date.now() - t0 });
+    }
+  } finally {
+    await withTimeout(gw.close(), 15_000, 'gateway close').catch((err: unknown) => {
+      process.stderr.write(`conformance: ${err instanceof Error ? err.message : String(err)}\n`);
+    });
+  }
+  return runs;
+}
+
+function asSummary(run: AsRun): string {
+  const passed = AS_SCENARIOS.filter((s) => run.results.get(s)?.outcome === 'pass').length;
+  return `${passed}/${AS_SCENARIOS.length} pass (${(run.durationMs / 1000).toFixed(1)} s)`;
+}
+
+/** The notes of the table: what a warning or a failure means for the gateway. */
+const AS_NOTES: Record<string, string> = {
+  'authorization-server-metadata-endpoint/authorization-server-metadata-cimd':
+    'client ID metadata documents are advertised (`client_id_metadata_document_supported: true`)',
+};
+
+/** The Markdown of the authorization-server part of docs/conformance.md. */
+export function asMarkdown(runs: readonly AsRun[], v: Versions, date: Date): string {
+  const out: string[] = [AS_MARKER, '', "## Authorization server: the gateway's own OAuth server", ''];
+  out.push(
+    "The suite's authorization-server scenarios (`conformance authorization`, listed by " +
+      '`conformance list --authorization`; the 2025-11-25 requirement set scores none, because the MCP ' +
+      'specification leaves authorization-server implementation out of scope) run against the ' +
+      "gateway's own authorization server (`src/auth/server/`): a gateway started with " +
+      '`auth.mode: oauth`, `listen.publicUrl` on loopback (the issuer) and ' +
+      '`authorizationServer: { devIdp: { enabled: true } }`. `authorization-server-metadata-endpoint` ' +
+      'reads the RFC 8414 metadata; `authorization-code-grant` sends a browser to the authorization ' +
+      'endpoint (PKCE S256, `state`, `resource`), waits for the redirect to its loopback callback, ' +
+      'checks `code`, `state` and `iss`, then redeems the code at the token endpoint.',
+  );
+  out.push('');
+  out.push(
+    '**How the browser step is done.** The suite cannot sign in or consent: it prints the ' +
+      'authorization URL and waits for a person. `scripts/conformance.ts` plays that person with a ' +
+      'cookie-keeping HTTP user agent: it signs in at the development login with the password the ' +
+      "gateway announced at start, checks that mcp-warden's consent page names the client, presses " +
+      '"Allow access" on the consent form, and follows the redirect to the suite\'s callback. ' +
+      'The consent control is not relaxed or pre-approved for this: every run goes through the ' +
+      'consent page (C-DEP-1), and a client that is not known in advance must first be registered. ' +
+      'The suite is run twice: with a client configured in `authorizationServer.clients` (public, ' +
+      "redirect URI = the suite's callback) and with a client registered at run time through " +
+      "`/oauth/register`. The suite's token request uses `none` client authentication whenever the " +
+      'metadata lists it, so only public clients are exercised.',
+  );
+  out.push('');
+  out.push(`- Date: ${date.toISOString()}`);
+  out.push('- Command: `npm run conformance -- --authorization`');
+  out.push(`- Suite: @modelcontextprotocol/conformance ${v.suite}, run under Node ${v.suiteNode}`);
+  out.push(`- Authorization server: mcp-warden ${v.warden}, Node ${v.node}`);
+  out.push('');
+  out.push('| client | result |');
+  out.push('|---|---|');
+  for (const r of runs) out.push(`| ${AS_CLIENT_LABEL[r.kind]} | ${md(asSummary(r))} |`);
+  out.push('');
+  out.push(`| scenario | ${runs.map((r) => r.kind).join(' | ')} | note |`);
+  out.push(`|---|${runs.map(() => '---').join('|')}|---|`);
+  for (const s of AS_SCENARIOS) {
+    const notes = new Set<string>();
+    const ok = [...new Set(runs.flatMap((r) => r.results.get(s)?.succeeded ?? []))];
+    if (ok.length > 0) notes.add(`checks passed: ${ok.join(', ')}`);
+    for (const r of runs) {
+      const res = r.results.get(s);
+      for (const w of res?.warnings ?? [])
+        notes.add(AS_NOTES[`${s}/${w.id}`] ?? `warning ${w.id}: ${w.message}`);
+      for (const f of res?.failures ?? []) notes.add(`${f.id}: ${f.message}`);
+    }
+    if (s === 'authorization-code-grant') {
+      const steps = runs.map((r) => `${r.kind}: ${r.user.steps.join(' → ') || 'none'}`).join('; ');
+      notes.add(`user steps: ${steps}`);
+    }
+    out.push(
+      `| ${s} | ${runs.map((r) => clientCell(r.results.get(s))).join(' | ')} | ${md([...notes].join('; '))} |`,
+    );
+  }
+  const fails: string[] = [];
+  for (const r of runs) {
+    for (const res of r.results.values())
+      for (const f of res.failures) fails.push(`${r.kind} / ${res.scenario} / ${f.id}: ${f.message}`);
+    if (r.user.error) fails.push(`${r.kind} / user agent: ${r.user.error}`);
+  }
+  out.push('');
+  out.push('### Failing authorization-server checks');
+  out.push('');
+  if (fails.length === 0) out.push('None.');
+  for (const f of fails) out.push(`- ${md(f)}`);
+  out.push('');
+  return out.join('\n');
+}
+
+async function mainAuthorization(opts: CliOptions): Promise<number> {
+  const v = await versions();
+  const base = await mkdtemp(join(tmpdir(), 'mcp-warden-conformance-as-'));
+  process.stdout.write(
+    `conformance ${v.suite} (Node ${v.suiteNode}), authorization-server scenarios, results in ${base}\n`,
+  );
+  const runs = await runAuthorization(base, AS_CLIENT_KINDS);
+  if (typeof runs === 'string') {
+    process.stdout.write(`${runs}\n`);
+    rmSync(base, { recursive: true, force: true });
+    return 0;
+  }
+  let code = 0;
+  for (const r of runs) {
+    process.stdout.write(`\n${r.kind} client (${r.clientId}): ${asSummary(r)}\n`);
+    process.stdout.write(
+      `  user steps: ${r.user.steps.join(' → ') || 'none'}${r.user.error ? ` (${r.user.error})` : ''}\n`,
+    );
+    for (const s of AS_SCENARIOS) {
+      const res = r.results.get(s);
+      process.stdout.write(`  ${s.padEnd(42)}${clientCell(res)}\n`);
+      if (res?.outcome !== 'pass') code = 1;
+      for (const f of res?.failures ?? []) process.stdout.write(`    FAIL ${f.id}: ${f.message}\n`);
+      for (const w of res?.warnings ?? []) process.stdout.write(`    warn ${w.id}: ${w.message}\n`);
+    }
+  }
+  if (opts.doc) {
+    const docPath = join(REPO_ROOT, 'docs', 'conformance.md');
+    writeDocPart(docPath, 'authorization', asMarkdown(runs, v, new Date()));
+    process.stdout.write(`\nwrote ${relative(process.cwd(), docPath)}\n`);
+  }
+  if (opts.keep || code !== 0) process.stdout.write(`raw results kept in ${base}\n`);
+  else rmSync(base, { recursive: true, force: true });
+  return code;
+}
+
+// ---------------------------------------------------------------------------------------------
 // CLI
 
 interface CliOptions {
@@ -796,6 +1302,7 @@ interface CliOptions {
   timeoutMs: number;
   client: boolean;
   clientScenarios: string[];
+  authorization: boolean;
 }
 
 function parseArgs(argv: string[]): CliOptions {
@@ -807,6 +1314,7 @@ function parseArgs(argv: string[]): CliOptions {
     timeoutMs: 20_000,
     client: false,
     clientScenarios: [],
+    authorization: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -825,6 +1333,7 @@ function parseArgs(argv: string[]): CliOptions {
     else if (a === '--timeout') o.timeoutMs = Number(value());
     else if (a === '--client') o.client = true;
     else if (a === '--client-scenario') o.clientScenarios.push(value());
+    else if (a === '--authorization') o.authorization = true;
     else throw new Error(`unknown option ${a}`);
   }
   if (o.targets.length === 0) o.targets = [...TARGETS];
@@ -834,6 +1343,7 @@ function parseArgs(argv: string[]): CliOptions {
 async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.client) return mainClient(opts);
+  if (opts.authorization) return mainAuthorization(opts);
   const set = scenarioSet();
   const v = await versions();
   const base = await mkdtemp(join(tmpdir(), 'mcp-warden-conformance-'));

@@ -144,7 +144,17 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
   let authRoutes: GatewayAuth['routes'] | undefined;
   let adminAuthenticate: AdminAuthenticate;
   if (!opts.authenticate && config.auth.mode === 'oauth') {
-    const ga = createGatewayAuth(authConfig, audit.emit, authFetch ? { fetch: authFetch } : {});
+    const asIssuer = asInput?.issuer as string | undefined;
+    const running = as;
+    const ga = createGatewayAuth(authConfig, audit.emit, {
+      ...(authFetch ? { fetch: authFetch } : {}),
+      ...(running && asIssuer
+        ? {
+            isRevoked: async (claims: Readonly<Record<string, unknown>>) =>
+              claims.iss === asIssuer && (await running.isAccessTokenRevoked(claims)),
+          }
+        : {}),
+    });
     authenticate = ga.authenticate;
     authRoutes = ga.routes;
     const publicUrl = config.listen.publicUrl!;

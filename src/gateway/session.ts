@@ -383,9 +383,52 @@ export class Session {
     const c = this.#upstreams.get(server);
     if (!c)
       return Promise.resolve(errorResponse(req.id, ErrorCode.InvalidParams, `unknown server "${server}"`));
-    return this.#deps.pipeline.request(this.#ctx(server, 'client-to-server'), req, (r) =>
+    const answer = this.#deps.pipeline.request(this.#ctx(server, 'client-to-server'), req, (r) =>
       c.request(r, stream),
     );
+    return req.method === 'tools/call' ? this.#auditCall(server, req, answer) : answer;
+  }
+
+  /** One audit event per tool invocation: outcome, duration, argument names (never values) [C-MON-2]. */
+  async #auditCall(
+    server: string,
+    req: JsonRpcRequest,
+    answer: Promise<JsonRpcResponse>,
+  ): Promise<JsonRpcResponse> {
+    const started = performance.now();
+    const res = await answer;
+    const args = req.params?.arguments;
+    const detail = {
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+      argumentNames: args && typeof args === 'object' ? Object.keys(args).slice(0, 32) : [],
+    };
+    const tool = typeof req.params?.name === 'string' ? req.params.name.slice(0, 128) : '';
+    if ('error' in res) {
+      // Refusals by the guards are audited where they are decided.
+      if (res.error.code !== ErrorCode.Forbidden && res.error.code !== ErrorCode.InvalidParams)
+        this.#deps.audit({
+          type: 'tool.call',
+          decision: 'error',
+          reason: `error_${res.error.code}`,
+          session: this.id,
+          server,
+          tool,
+          actor: { user: this.identity.user },
+          detail,
+        });
+      return res;
+    }
+    this.#deps.audit({
+      type: 'tool.call',
+      decision: 'allow',
+      reason: res.result.isError === true ? 'tool_error' : 'completed',
+      session: this.id,
+      server,
+      tool,
+      actor: { user: this.identity.user, ...(this.identity.client ? { client: this.identity.client } : {}) },
+      detail,
+    });
+    return res;
   }
 
   /** Handles a client request (anything but initialize) and finishes `stream` with the answer. */

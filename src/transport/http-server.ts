@@ -262,6 +262,12 @@ export class GatewayHttpServer {
 
   #sweep(idleMs: number): void {
     const now = Date.now();
+    const store = this.#deps.store;
+    if (store) {
+      // Expired sessions, events, replay and rate records (Redis expires its own by TTL).
+      void store.sessions.sweepExpired(now).catch(() => {});
+      void store.purgeExpired(now).catch(() => {});
+    }
     for (const s of this.sessions.values()) {
       if (now - s.lastSeen > idleMs && !s.hasOpenStreams) {
         this.#deps.audit({

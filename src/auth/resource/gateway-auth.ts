@@ -30,7 +30,12 @@ export function resourceUri(publicUrl: string, endpointPath: string): string {
 export function createGatewayAuth(
   config: WardenConfig,
   audit: AuditEmitter,
-  deps: { fetch?: typeof fetch; replayCache?: ReplayCache } = {},
+  deps: {
+    fetch?: typeof fetch;
+    replayCache?: ReplayCache;
+    /** Revocation check for tokens of the gateway's own authorization server. */
+    isRevoked?: (claims: Readonly<Record<string, unknown>>) => Promise<boolean>;
+  } = {},
 ): GatewayAuth {
   const publicUrl = config.listen.publicUrl;
   if (!publicUrl) throw new Error('listen.publicUrl is required for auth.mode oauth');
@@ -69,6 +74,26 @@ export function createGatewayAuth(
         resourceUri(publicUrl, path),
         scopes,
       );
+      if (out.ok && deps.isRevoked && (await deps.isRevoked(out.identity.claims).catch(() => true))) {
+        // Revoked at the gateway's own AS (RFC 7009, consent revoked, code replay): refuse before
+        // expiry. A failing revocation check also refuses (fail closed) [C-AUTHN-3].
+        audit({
+          type: 'auth.token',
+          decision: 'deny',
+          reason: 'token_revoked',
+          actor: { user: out.identity.user },
+          detail: { path },
+        });
+        return {
+          ok: false,
+          status: 401,
+          headers: {
+            'www-authenticate': `Bearer resource_metadata="${publicUrl.replace(/\/$/, '')}/.well-known/oauth-protected-resource${path}", error="invalid_token"`,
+          },
+          body: { error: 'invalid_token', error_description: 'The access token was revoked' },
+          reason: 'token_revoked',
+        };
+      }
       if (out.ok) {
         const id = out.identity;
         const header = req.headersDistinct.authorization?.[0] ?? '';

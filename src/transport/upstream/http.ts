@@ -7,6 +7,7 @@
  * downstream request is ever copied here [C-TOK-1].
  */
 
+import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
@@ -32,7 +33,9 @@ const POST_HEADERS = { 'content-type': 'application/json', accept: 'application/
 /** POSTs go through one keep-alive undici pool per upstream origin (and TLS policy), shared by all sessions. */
 const pools = new Map<string, Pool>();
 function poolFor(url: URL, tls: UpstreamTls | undefined): Pool {
-  const key = tls ? `${url.origin} ${tls.pins.join(',')} ${tls.ca ? 'ca' : ''}` : url.origin;
+  const key = tls
+    ? `${url.origin} ${tls.pins.join(',')} ${tls.ca ? createHash('sha256').update(tls.ca).digest('hex') : ''}`
+    : url.origin;
   let p = pools.get(key);
   if (!p) {
     p = new Pool(url.origin, {
