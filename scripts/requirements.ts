@@ -95,60 +95,52 @@ const CODE: Record<string, string[]> = {
   'C-IR-2': ['src/auth/resource/jwks.ts'],
 };
 
-const NOT_WIRED_AUTH =
-  'validator built and tested against a real IdP; not yet enforced by the running gateway (issue 3)';
-const NOT_WIRED_TOOLS =
-  'in the gateway pipeline when tools.pinning is tofu or approve (opt-in, default off); cross-server shadowing not yet checked at run time (issue 6)';
+const PINNING_OPT_IN =
+  'enforced in the gateway pipeline when tools.pinning is tofu (embedded default) or approve; user configs default to off';
 
 /** Implemented in part: the reason is shown in the matrix. */
 const PARTIAL: Record<string, string> = {
   'C-TOK-4':
-    'AES-256-GCM store with env/file/Vault/Azure key providers and rotation; the gateway does not store upstream tokens yet (per-user OAuth not enabled)',
+    'AES-256-GCM store with env/file/Vault/Azure key providers and rotation; the gateway does not persist upstream tokens yet (per-user upstream OAuth not enabled)',
   'S-ELI-1':
-    'per-user OAuth state bound to the user; the gateway page / URL elicitation is not wired (issue 3)',
+    'per-user upstream OAuth state bound to the user; the gateway page / URL elicitation is not mounted yet',
   'C-AUTHN-4':
     'per-server and per-tool scopes, admin role for the admin API; no per-argument or per-group policy yet',
   'S-TOK-3':
-    'AS rotates refresh tokens with reuse detection; upstream tokens encrypted at rest not yet wired',
+    'the AS rotates refresh tokens with reuse detection; its signing keys and upstream tokens are not yet encrypted at rest',
+  'C-TOK-5': 'DPoP proofs verified when a token is bound (cnf.jkt); the replay cache is per instance',
+  'C-TOK-6':
+    'DPoP jti replay cache in memory per instance; the shared replay cache exists in the store but is not used for DPoP yet',
   ...Object.fromEntries(
     [
-      'S-RS-1',
-      'S-RS-2',
-      'S-RS-3',
-      'S-RS-4',
-      'S-RS-5',
-      'S-RS-6',
-      'S-RS-7',
-      'S-TOK-1',
-      'C-TOK-2',
-      'C-TOK-5',
-      'C-TOK-9',
-    ].map((id) => [id, NOT_WIRED_AUTH]),
-  ),
-  ...Object.fromEntries(
-    ['C-TOOL-2', 'C-TOOL-3', 'C-TOOL-5', 'C-TOOL-6', 'C-TOOL-7', 'C-SUP-4', 'C-AI-3'].map((id) => [
-      id,
-      NOT_WIRED_TOOLS,
-    ]),
+      'C-TOOL-1',
+      'C-TOOL-2',
+      'C-TOOL-3',
+      'C-TOOL-4',
+      'C-TOOL-5',
+      'C-TOOL-6',
+      'C-TOOL-7',
+      'C-SUP-4',
+      'C-AI-3',
+    ].map((id) => [id, PINNING_OPT_IN]),
   ),
   'C-AUTHN-1':
     'generic OIDC and Entra profiles validated; the gateway AS federates to an OIDC IdP; Entra federation preset not proven end to end',
   'C-AUTHN-3':
-    'validators, pipeline and credential providers fail closed; no explicit deny-by-default rule for tools without a scope rule yet',
-  'C-AUTHN-7': 'step-up challenge in the validator; policy source not wired (issue 3)',
-  'C-SESS-2':
-    'gateway sessions are bound to the token subject (404 + audit for another user); not yet in the shared store (issue 5)',
-  'C-SESS-5': 'store supports idle/absolute expiry; gateway sessions have idle expiry only (issue 5)',
-  'C-SESS-6': 'HMAC event store built; gateway keeps its replay buffer in memory (issue 5)',
-  'C-SESS-7': 'shared store built and tested across instances; gateway sessions not yet on it (issue 5)',
-  'C-TOOL-4':
-    'in the pipeline with tools.pinning tofu/approve (on in the embedded default, off by default in user configs); no periodic refresh yet',
-  'C-TOOL-1': 'in the pipeline with tools.pinning tofu/approve; off by default in user configs',
-  'C-AI-1': 'detectors built; output scanning not yet in the pipeline',
-  'C-AI-4': 'secret and exfiltration detectors built; not yet in the pipeline',
-  'C-IR-1': 'store can delete every session of a user; no containment actions yet (issue 5 and later)',
-  'C-IR-2': 'JWKS rotation is followed without downtime; no rotation of own keys or upstream credentials yet',
-  'C-TOK-6': 'DPoP jti replay cache in memory and in the shared store; not wired',
+    'validators, pipeline, credential providers and state backend fail closed; no deny-by-default rule for tools without a scope rule yet',
+  'C-AUTHN-7':
+    'step-up challenge (acr/amr) in the validator; no configuration source for per-tool acr requirements yet',
+  'C-SESS-5':
+    'idle and absolute expiry, revocation on DELETE/admin across instances; no rotation after step-up, no invalidation on user lock yet',
+  'C-AI-1': 'detectors built and measured; output scanning is not yet a pipeline stage',
+  'C-AI-4':
+    'secret and exfiltration detectors built; not yet a pipeline stage (no redaction of live outputs)',
+  'C-IR-1':
+    'sessions of a user terminated on every instance via the admin API; no account lock or tool quarantine action yet',
+  'C-IR-2':
+    'JWKS rotation followed without downtime, AS key rotation; no rotation of upstream credentials yet',
+  'C-SESS-3':
+    'IP prefix and user-agent binding enforced; device binding not fed (no device id from requests)',
 };
 
 interface Req {
