@@ -150,11 +150,11 @@ const P = {
 /** Interleaved comparison of scenario D. */
 const V = {
   rounds: args.quick ? 2 : 3,
-  windowS: args.quick ? 1.5 : 4,
+  windowS: args.quick ? 1.5 : 3,
   maxRounds: args.quick ? 1 : 2,
-  maxWindowS: args.quick ? 2 : 4,
+  maxWindowS: args.quick ? 2 : 3,
   /** Sessions opened (and deleted) per variant to measure the handshake rate. */
-  handshakes: args.quick ? 500 : 2000,
+  handshakes: args.quick ? 500 : 1000,
 };
 const runs = (x: Section) => (x === 'soak' ? args.soak > 0 : true) && (!args.only || args.only.has(x));
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
@@ -198,6 +198,9 @@ interface GatewayExtra {
   state?: Record<string, unknown>;
   auth?: Record<string, unknown>;
 }
+
+/** Answer of gateway-main's `mem` command: rss heapUsed sessions heapTotal external. */
+const MEM_LINE = /^mem (\d+) (\d+) (\d+) (\d+) (\d+)$/;
 
 /** Path of a gateway's own SQLite state file. */
 const sqlitePath = (name: string) => join(tmp, `state-${name}.sqlite`);
@@ -315,7 +318,7 @@ async function measure(
     );
     r.rssEnd = rssBytes(child.pid);
     if (measuredProcess === 'gateway') {
-      const m = await child.ask('mem', /^mem (\d+) (\d+) (\d+)$/);
+      const m = await child.ask('mem', MEM_LINE);
       r.heapAfterGc = Number(m[2]);
     }
   } catch (err) {
@@ -326,8 +329,14 @@ async function measure(
 }
 
 const memOf = async (child: Child) => {
-  const m = await child.ask('mem', /^mem (\d+) (\d+) (\d+)$/);
-  return { rss: rssBytes(child.pid) ?? Number(m[1]), heap: Number(m[2]), sessions: Number(m[3]) };
+  const m = await child.ask('mem', MEM_LINE);
+  return {
+    rss: rssBytes(child.pid) ?? Number(m[1]),
+    heap: Number(m[2]),
+    sessions: Number(m[3]),
+    heapTotal: Number(m[4]),
+    external: Number(m[5]),
+  };
 };
 
 /** Opens `n` sessions on a fresh gateway, leaves them idle, and reads its memory before and after. */
@@ -366,6 +375,10 @@ async function measureSessions(upstreamUrl: string, upstream: Child, n: number):
       rssAfter: after.rss,
       heapBefore: before.heap,
       heapAfter: after.heap,
+      heapTotalBefore: before.heapTotal,
+      heapTotalAfter: after.heapTotal,
+      externalBefore: before.external,
+      externalAfter: after.external,
       rssPerSession: Math.round((after.rss - before.rss) / opened),
       heapPerSession: Math.round((after.heap - before.heap) / opened),
       sqliteBytesBefore: dbBefore,
@@ -523,7 +536,7 @@ async function runSoak(upstreamUrl: string): Promise<SoakResult> {
       rate: args.soakRate,
       windowS: 10,
       churnPerWindow: 20,
-      warmupS: Math.min(10, Math.max(2, Math.round(args.soak / 10))),
+      warmupS: Math.min(60, Math.max(10, Math.round(args.soak / 10))),
       thresholdMiBPerMin: SOAK_THRESHOLD_MIB_PER_MIN,
       rss: () => rssBytes(child.pid),
       heap: () => memOf(child),

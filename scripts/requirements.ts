@@ -90,7 +90,7 @@ const CODE: Record<string, string[]> = {
   'S-AS-10': ['src/auth/server/callback.ts'],
   'S-SSRF-1': ['src/net/ssrf.ts', 'src/auth/server/cimd.ts'],
   'S-SSRF-2': ['src/net/ssrf.ts'],
-  'S-ELI-1': ['src/auth/upstream/user-oauth.ts'],
+  'S-ELI-1': ['src/auth/upstream/user-oauth.ts', 'src/auth/upstream/routes.ts'],
   'C-IR-1': ['src/store/', 'src/admin/'],
   'C-IR-2': ['src/auth/resource/jwks.ts'],
 };
@@ -101,7 +101,7 @@ const PINNING_OPT_IN =
 /** Implemented in part: the reason is shown in the matrix. */
 const PARTIAL: Record<string, string> = {
   'C-TOK-4':
-    'AES-256-GCM store with env/file/Vault/Azure key providers and rotation; the gateway does not persist upstream tokens yet (per-user upstream OAuth not enabled)',
+    'upstream tokens and stored secrets encrypted (AES-256-GCM, env/file/Vault/Azure keys, rotation); the AS signing keys are not yet encrypted',
   'S-ELI-1':
     'per-user upstream OAuth state bound to the user; the gateway page / URL elicitation is not mounted yet',
   'C-AUTHN-4':

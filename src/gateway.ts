@@ -13,7 +13,9 @@ import { createGatewayAuth, type GatewayAuth, resourceUri } from './auth/resourc
 import { authorizationServerSchema } from './auth/server/config.ts';
 import { type AuthorizationServer, createAuthorizationServer } from './auth/server/index.ts';
 import { createCredentialProvider } from './auth/upstream/factory.ts';
+import { createUpstreamAuthRoutes, upstreamAuthErrorToJsonRpc } from './auth/upstream/routes.ts';
 import type { CredentialProvider } from './auth/upstream/types.ts';
+import { UserOAuthProvider } from './auth/upstream/user-oauth.ts';
 import { authorizationServerInput } from './config/load.ts';
 import type { WardenConfig } from './config/schema.ts';
 import { Session } from './gateway/session.ts';
@@ -25,6 +27,7 @@ import { makeScanHook } from './guard/tools/scan-hook.ts';
 import { Pipeline } from './pipeline/chain.ts';
 import type { Interceptor } from './pipeline/types.ts';
 import { createRateLimitInterceptor } from './policy/rate-limit.ts';
+import { openSecretStore } from './secrets/config.ts';
 import { openStore } from './store/open.ts';
 import type { Store } from './store/types.ts';
 import { type Authenticator, anonymous, GatewayHttpServer } from './transport/http-server.ts';
@@ -170,18 +173,35 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
   // The admin API needs the pin store: the tool guard's, or the same SQLite file the CLI uses.
   const adminPins = pins ?? new SqlitePinStore(config.state.sqlite);
   let admin: AdminApi | undefined;
+  // Upstream tokens and stored secrets are encrypted at rest with the configured key [C-TOK-4].
+  const secrets = config.secrets ? await openSecretStore(config.secrets, store) : undefined;
   const providers = new Map<string, CredentialProvider>();
+  const userOAuth = new Map<string, UserOAuthProvider>();
   for (const srv of servers) {
-    if (srv.transport !== 'stdio' && srv.auth)
-      providers.set(
-        srv.name,
-        createCredentialProvider({ name: srv.name, url: srv.url }, srv.auth, {
-          // Configured endpoints may be loopback http (validated in config); URLs learned from
-          // metadata still may not reach loopback or private addresses [S-SSRF-1].
-          net: { allowLoopbackHttp: true },
-        }),
-      );
+    if (srv.transport === 'stdio' || !srv.auth) continue;
+    const p = createCredentialProvider({ name: srv.name, url: srv.url }, srv.auth, {
+      // Configured endpoints may be loopback http (validated in config); URLs learned from
+      // metadata still may not reach loopback or private addresses [S-SSRF-1].
+      net: { allowLoopbackHttp: true },
+      ...(secrets ? { secrets } : {}),
+      kv: store.kv,
+    });
+    providers.set(srv.name, p);
+    if (p instanceof UserOAuthProvider) userOAuth.set(srv.name, p);
   }
+  // Per-user OAuth to upstreams: the user authorises once on a gateway page, identified by their
+  // sign-in at the gateway's own AS; the client never sees the upstream token [S-ELI-1, C-TOK-10].
+  const signedIn = as;
+  const upstreamAuth =
+    userOAuth.size > 0 && signedIn
+      ? createUpstreamAuthRoutes({
+          providers: userOAuth,
+          identify: async (req) => signedIn.signedInUser(req),
+          audit: audit.emit,
+          publicUrl: config.listen.publicUrl!,
+          kv: store.kv,
+        })
+      : undefined;
   const toolScopes = new Map(config.servers.map((x) => [x.name, x.toolScopes]));
   const httpServer = new GatewayHttpServer({
     config,
@@ -191,6 +211,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     toolScopes: (server, tool) => toolScopes.get(server)?.[tool] ?? [],
     extraRoutes: async (req, res, url) => {
       if (admin && (await admin.handle(req, res, url))) return true;
+      if (upstreamAuth && (await upstreamAuth.handle(req, res, url))) return true;
       if (authRoutes?.(req, res, url)) return true;
       return as ? as.handle(req, res, url) : false;
     },
@@ -212,6 +233,12 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
           version: VERSION,
           credentials: (srv) => providers.get(srv.name),
           refreshOnListChanged: config.tools.pinning !== 'off',
+          ...(upstreamAuth
+            ? {
+                authErrorToJsonRpc: (err: unknown, name: string) =>
+                  upstreamAuthErrorToJsonRpc(err, name, config.listen.publicUrl!),
+              }
+            : {}),
           ...(store.backends.ephemeral !== 'sqlite' ? { events: store.events } : {}),
         },
         id,

@@ -1,10 +1,13 @@
 /**
  * Child-process entry of the benchmark: starts one gateway from a JSON configuration given as
  * argv[2] and prints `ready <base-url>`. Control lines on stdin:
- *   `mem`   → `mem <rss> <heapUsed> <sessions>` (after a full GC when started with --expose-gc)
+ *   `mem`   → `mem <rss> <heapUsed> <sessions> <heapTotal> <external>` (after a full GC when started with --expose-gc)
+ *   `snapshot <file>` → `snapshot <file>` once a V8 heap snapshot is written there (for
+ *                 looking into memory per session by hand; not used by the report)
  * SIGTERM closes the gateway and exits (so `--cpu-prof` can write its profile). The process
  * also exits when stdin closes (the bench died).
  */
+import { writeHeapSnapshot } from 'node:v8';
 import { parseConfig } from '../../src/config/load.ts';
 import { startGateway } from '../../src/gateway.ts';
 
@@ -39,7 +42,12 @@ process.stdin.on('data', (chunk: string) => {
       gc?.();
       gc?.();
       const m = process.memoryUsage();
-      process.stdout.write(`mem ${m.rss} ${m.heapUsed} ${gw.http.sessions.size}\n`);
+      process.stdout.write(
+        `mem ${m.rss} ${m.heapUsed} ${gw.http.sessions.size} ${m.heapTotal} ${m.external}\n`,
+      );
+    } else if (cmd.startsWith('snapshot ')) {
+      const file = writeHeapSnapshot(cmd.slice('snapshot '.length).trim());
+      process.stdout.write(`snapshot ${file}\n`);
     }
     nl = buf.indexOf('\n');
   }

@@ -2,7 +2,8 @@
  * Soak test (`npm run bench -- --soak SECONDS`): a steady open-loop rate of `tools/call echo`
  * on one session for the whole duration, plus a little session churn (a few sessions opened
  * and deleted in every window, so leaked per-session state would show), sampling the gateway's
- * RSS at the end of every window. The RSS slope is the least-squares fit over the samples.
+ * RSS at the end of every window, then its live heap after a full GC. The slopes are
+ * least-squares fits over the samples.
  */
 import http from 'node:http';
 import { closeSessions, fixedRate, type McpSession, openSessions } from './mcp-client.ts';
@@ -10,7 +11,10 @@ import { closeSessions, fixedRate, type McpSession, openSessions } from './mcp-c
 export interface SoakSample {
   /** Seconds since the start of the measured soak. */
   tS: number;
+  /** VmRSS read first, without forcing a GC. */
   rss: number;
+  /** Live V8 heap right after, after a full GC (the leak signal). */
+  heap: number;
   /** Completed requests and errors in the window that ends here (0 for the first sample). */
   requests: number;
   errors: number;
@@ -32,6 +36,8 @@ export interface SoakResult {
   /** Least-squares slope of RSS over time in MiB per minute: all samples, and the second half only. */
   slopeMiBPerMin: number;
   slopeSecondHalfMiBPerMin?: number;
+  /** Least-squares slope of the live heap after GC, MiB per minute. */
+  heapSlopeMiBPerMin: number;
   thresholdMiBPerMin: number;
   /** Live V8 heap after a full GC, before and after. */
   heapStart?: number;
@@ -55,8 +61,8 @@ export function slope(points: { x: number; y: number }[]): number {
   return den === 0 ? 0 : num / den;
 }
 
-function slopeMiBPerMin(samples: SoakSample[]): number {
-  const s = slope(samples.map((x) => ({ x: x.tS / 60, y: x.rss / 1048576 })));
+function slopeMiBPerMin(samples: SoakSample[], field: 'rss' | 'heap' = 'rss'): number {
+  const s = slope(samples.map((x) => ({ x: x.tS / 60, y: x[field] / 1048576 })));
   return Math.round(s * 1000) / 1000;
 }
 
@@ -90,8 +96,11 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
   try {
     o.log(`soak: warm-up ${o.warmupS} s at ${o.rate} req/s`);
     await Promise.all([fixedRate(o.session, o.rate, o.warmupS * 1000, agent), churn()]);
+    const rss0 = o.rss() ?? 0;
     const h0 = await o.heap();
-    const samples: SoakSample[] = [{ tS: 0, rss: o.rss() ?? 0, requests: 0, errors: 0, p50: 0, p99: 0 }];
+    const samples: SoakSample[] = [
+      { tS: 0, rss: rss0, heap: h0.heap, requests: 0, errors: 0, p50: 0, p99: 0 },
+    ];
     const start = performance.now();
     let requests = 0;
     let errors = 0;
@@ -104,9 +113,12 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
       ]);
       requests += w.requests;
       errors += w.errors;
+      const tS = Math.round((performance.now() - start) / 100) / 10;
+      const rss = o.rss() ?? 0;
       const sample: SoakSample = {
-        tS: Math.round((performance.now() - start) / 100) / 10,
-        rss: o.rss() ?? 0,
+        tS,
+        rss,
+        heap: (await o.heap()).heap,
         requests: w.requests,
         errors: w.errors,
         p50: w.p50,
@@ -114,11 +126,12 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
       };
       samples.push(sample);
       o.log(
-        `soak: t=${sample.tS} s RSS ${(sample.rss / 1048576).toFixed(1)} MiB, ${w.achievedRate} req/s, p50 ${w.p50} ms, p99 ${w.p99} ms, errors ${w.errors}`,
+        `soak: t=${sample.tS} s RSS ${(sample.rss / 1048576).toFixed(1)} MiB, heap ${(sample.heap / 1048576).toFixed(1)} MiB, ${w.achievedRate} req/s, p50 ${w.p50} ms, p99 ${w.p99} ms, errors ${w.errors}`,
       );
     }
     const h1 = await o.heap();
     const all = slopeMiBPerMin(samples);
+    const heapSlope = slopeMiBPerMin(samples, 'heap');
     const half =
       samples.length >= 6 ? slopeMiBPerMin(samples.slice(Math.floor(samples.length / 2))) : undefined;
     return {
@@ -134,6 +147,7 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
       sessionErrors,
       slopeMiBPerMin: all,
       slopeSecondHalfMiBPerMin: half,
+      heapSlopeMiBPerMin: heapSlope,
       thresholdMiBPerMin: o.thresholdMiBPerMin,
       heapStart: h0.heap,
       heapEnd: h1.heap,

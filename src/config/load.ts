@@ -152,11 +152,29 @@ function crossCheck(cfg: WardenConfig, issues: ConfigIssue[]): void {
   cfg.servers.forEach((srv, i) => {
     if (srv.transport === 'stdio' || !srv.auth) return;
     const a = srv.auth;
-    if (a.type === 'oauth' || (a.type === 'static' && 'stored' in a && a.stored !== undefined))
+    if (
+      (a.type === 'oauth' || (a.type === 'static' && 'stored' in a && a.stored !== undefined)) &&
+      !cfg.secrets
+    )
       issues.push({
         path: `servers[${i}].auth.type`,
-        message: `"${a.type}"${a.type === 'static' ? ' with a stored secret' : ''} needs the encrypted secret store, which this version does not configure yet; use token-exchange, client-credentials or a static value from \${env:…}`,
+        message: `"${a.type}"${a.type === 'static' ? ' with a stored secret' : ''} needs secrets.key (encryption at rest of upstream credentials)`,
       });
+    if (a.type === 'oauth') {
+      if (!cfg.authorizationServer)
+        issues.push({
+          path: `servers[${i}].auth.type`,
+          message:
+            '"oauth" needs authorizationServer (its sign-in identifies the user who authorises the upstream)',
+        });
+      const base = (cfg.listen.publicUrl ?? '').replace(/\/$/, '');
+      const allowed = [`${base}/oauth/upstream/callback`, `${base}/oauth/upstream/${srv.name}/callback`];
+      if (!allowed.includes(a.redirectUri))
+        issues.push({
+          path: `servers[${i}].auth.redirectUri`,
+          message: `must be ${allowed[0]} or ${allowed[1]} (the gateway's upstream OAuth callback)`,
+        });
+    }
     if (a.type === 'token-exchange' && auth.mode !== 'oauth')
       issues.push({
         path: `servers[${i}].auth.type`,

@@ -10,6 +10,7 @@ import { upstreamTlsSchema } from '../net/pinning.ts';
 import { tlsSchema } from '../net/tls.ts';
 import { bindingSchema } from '../policy/binding.ts';
 import { rateLimitSchema } from '../policy/rate-limit.ts';
+import { secretsSchema } from '../secrets/config.ts';
 
 const SERVER_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
@@ -266,6 +267,8 @@ export const configSchema = z
      * `authorizationServerSchema` (src/auth/server/config.ts).
      */
     authorizationServer: z.record(z.string(), z.unknown()).optional(),
+    /** Encryption at rest of upstream tokens and stored secrets (AES-256-GCM) [C-TOK-4]. */
+    secrets: secretsSchema.optional(),
     tools: z
       .object({
         /**

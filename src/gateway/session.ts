@@ -41,6 +41,8 @@ export interface SessionDeps {
   replayEvents: number;
   log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   version: string;
+  /** Maps a credential failure to the client's JSON-RPC error (URL elicitation to the gateway page). */
+  authErrorToJsonRpc?: (err: unknown, server: string) => { code: number; message: string; data?: unknown };
   /** Shared event store: SSE events stored so a stream can be resumed on another instance. */
   events?: EventStore;
   /** Re-list definitions through the pipeline when a server announces a change (tool guard on). */
@@ -144,6 +146,7 @@ export class Session {
         },
         deps.timeoutMs,
         this.#credentialsFor(s),
+        deps.authErrorToJsonRpc,
       );
       this.#upstreams.set(name, client);
     }
@@ -275,8 +278,13 @@ export class Session {
     }
     if (this.single) {
       const only = results[0]!;
-      if ('error' in only.res)
+      if ('error' in only.res) {
+        // An authorisation the user must give (URL elicitation, -32042) reaches the client as is.
+        const e = only.res.error;
+        if (e.code === ErrorCode.UrlElicitationRequired)
+          return errorResponse(req.id, e.code, e.message, e.data);
         return errorResponse(req.id, ErrorCode.UpstreamUnavailable, `server "${this.single}" is unavailable`);
+      }
       const v = only.res.result.protocolVersion;
       if (!isSupportedVersion(v))
         return errorResponse(

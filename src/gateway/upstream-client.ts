@@ -115,6 +115,7 @@ export class UpstreamClient<T> {
   #startedAt = 0;
 
   readonly #credentials: CredentialHeaders | undefined;
+  readonly #authError: (err: unknown, server: string) => { code: number; message: string; data?: unknown };
 
   constructor(
     server: ServerConfig,
@@ -122,8 +123,13 @@ export class UpstreamClient<T> {
     handlers: UpstreamHandlers<T>,
     timeoutMs: number,
     credentials?: CredentialHeaders,
+    authErrorToJsonRpc: (
+      err: unknown,
+      server: string,
+    ) => { code: number; message: string; data?: unknown } = upstreamAuthToJsonRpc,
   ) {
     this.#credentials = credentials;
+    this.#authError = authErrorToJsonRpc;
     this.server = server;
     this.#factory = factory;
     this.#handlers = handlers;
@@ -248,7 +254,7 @@ export class UpstreamClient<T> {
         clearTimeout(p.timer);
         if (err instanceof UpstreamAuthError || err instanceof UserAuthorizationRequired) {
           this.#handlers.onLog('warn', `no credential for the upstream: ${err.message}`);
-          const e = upstreamAuthToJsonRpc(err, this.server.name);
+          const e = this.#authError(err, this.server.name);
           resolve(errorResponse(req.id, e.code, e.message, e.data));
           return;
         }

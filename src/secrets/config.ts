@@ -58,12 +58,23 @@ const serviceUrl = z.string().superRefine((value, ctx) => {
     ctx.addIssue({ code: 'custom', message: 'must be an absolute URL (https://host)' });
     return;
   }
-  if (u.username || u.password) ctx.addIssue({ code: 'custom', message: 'must not contain user information' });
+  if (u.username || u.password)
+    ctx.addIssue({ code: 'custom', message: 'must not contain user information' });
   if (u.search || u.hash) ctx.addIssue({ code: 'custom', message: 'must not contain a query or fragment' });
   if (u.protocol === 'https:') return;
   if (u.protocol === 'http:' && loopback(u.hostname)) return;
   ctx.addIssue({ code: 'custom', message: 'must be https:// or a loopback http:// URL' });
 });
+
+/** A Vault path: `/`-separated segments of `[A-Za-z0-9_.-]`, none of them `.` or `..`. */
+const vaultPath = (what: string) =>
+  z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, `a Vault ${what}`)
+    .refine(
+      (p) => p.split('/').every((seg) => seg !== '.' && seg !== '..'),
+      `a Vault ${what} without . or ..`,
+    );
 
 /** Explicit key id (envelopes carry it); default derived from the key. */
 const kid = z
@@ -100,12 +111,9 @@ export const vaultKeySourceSchema = z
     /** Vault token (use `${env:VAULT_TOKEN}` or `${file:…}`). */
     token: z.string().min(1),
     /** KV v2 mount (default `secret`). */
-    mount: z
-      .string()
-      .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a Vault mount path')
-      .default('secret'),
+    mount: vaultPath('mount path').default('secret'),
     /** Secret path under the mount, e.g. `mcp-warden/encryption`. */
-    path: z.string().regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a Vault secret path'),
+    path: vaultPath('secret path'),
     /** Field holding the base64 key (default `key`). */
     field: z.string().min(1).max(128).default('key'),
     /** Vault Enterprise namespace. */
@@ -265,7 +273,8 @@ async function checkCanary(secrets: EncryptedSecretStore): Promise<void> {
     );
   }
   if (value === undefined) await secrets.put(CANARY_OWNER, CANARY_NAME, CANARY_VALUE);
-  else if (value !== CANARY_VALUE) throw new SecretError('decrypt_failed', 'secrets: the keyring check failed');
+  else if (value !== CANARY_VALUE)
+    throw new SecretError('decrypt_failed', 'secrets: the keyring check failed');
 }
 
 /**

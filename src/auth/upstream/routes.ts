@@ -26,6 +26,9 @@
  * whatever upstream account their browser is signed in to. Opening the URL from an MCP client
  * (`Sec-Fetch-Site: none`) redirects at once.
  *
+ * When `publicUrl` has a path (`https://host/warden`) the routes answer under it as well
+ * (`/warden/oauth/upstream/…`), like the authorization server's.
+ *
  * Not provided: a login entry point of its own (an unidentified user gets a 401 page, or a
  * redirect to `loginUrl` when configured); revocation of upstream grants (see
  * `UserOAuthProvider.forget`); `notifications/elicitation/complete` to the waiting client.
@@ -36,8 +39,8 @@ import type { AuditEmitter } from '../../audit/events.ts';
 import type { KeyValue } from '../../store/types.ts';
 import { esc } from '../server/pages.ts';
 import {
-  type UpstreamAuthJsonRpcError,
   UpstreamAuthError,
+  type UpstreamAuthJsonRpcError,
   UserAuthorizationRequired,
   upstreamAuthToJsonRpc,
 } from './errors.ts';
@@ -49,7 +52,10 @@ export const UPSTREAM_AUTH_PREFIX = '/oauth/upstream/';
 export const UPSTREAM_CALLBACK_PATH = '/oauth/upstream/callback';
 
 /** The part of {@link UserOAuthProvider} the routes use. */
-export type UpstreamAuthorizationFlow = Pick<UserOAuthProvider, 'startAuthorization' | 'completeAuthorization'>;
+export type UpstreamAuthorizationFlow = Pick<
+  UserOAuthProvider,
+  'startAuthorization' | 'completeAuthorization'
+>;
 
 /** Dependencies of {@link createUpstreamAuthRoutes}. */
 export interface UpstreamAuthRoutesDeps {
@@ -177,6 +183,8 @@ function single(q: URLSearchParams, name: string): string | undefined | null {
 /** Creates the routes. */
 export function createUpstreamAuthRoutes(deps: UpstreamAuthRoutesDeps): UpstreamAuthRoutes {
   const clock = deps.clock ?? Date.now;
+  // A publicUrl with a path (`https://host/warden`): routes are served under it, like the AS's.
+  const basePath = new URL(deps.publicUrl).pathname.replace(/\/+$/, '');
   const ttlSec = deps.routeTtlSec ?? 3600;
   const mem = new Map<string, { server: string; expiresAt: number }>();
   const routeKey = (state: string) => `upstream-oauth-route:${sha256(state)}`;
@@ -244,7 +252,7 @@ export function createUpstreamAuthRoutes(deps: UpstreamAuthRoutesDeps): Upstream
         page(
           `Authorize access to ${server}?`,
           `Another site sent you here. Continue only if you asked for this: mcp-warden will send you to the sign-in page of "${server}" and keep the access it grants for you (signed in as ${user}).`,
-          { href: `${UPSTREAM_AUTH_PREFIX}${server}/start`, text: `Continue to ${server}` },
+          { href: `${basePath}${UPSTREAM_AUTH_PREFIX}${server}/start`, text: `Continue to ${server}` },
         ),
       );
       return;
@@ -265,7 +273,10 @@ export function createUpstreamAuthRoutes(deps: UpstreamAuthRoutesDeps): Upstream
       sendPage(
         res,
         502,
-        page('Authorization unavailable', `mcp-warden could not start the authorization at "${server}". Try again later.`),
+        page(
+          'Authorization unavailable',
+          `mcp-warden could not start the authorization at "${server}". Try again later.`,
+        ),
       );
       return;
     }
@@ -388,7 +399,10 @@ export function createUpstreamAuthRoutes(deps: UpstreamAuthRoutesDeps): Upstream
         sendPage(
           res,
           502,
-          page('Authorization failed', `mcp-warden could not complete the authorization at "${server}". Try again later.`),
+          page(
+            'Authorization failed',
+            `mcp-warden could not complete the authorization at "${server}". Try again later.`,
+          ),
         );
       }
     }
@@ -396,12 +410,17 @@ export function createUpstreamAuthRoutes(deps: UpstreamAuthRoutesDeps): Upstream
 
   return {
     async handle(req, res, url) {
-      const p = url.pathname;
+      let p = url.pathname;
+      if (basePath !== '' && p.startsWith(`${basePath}/`)) p = p.slice(basePath.length);
       if (!p.startsWith(UPSTREAM_AUTH_PREFIX)) return false;
       const rest = p.slice(UPSTREAM_AUTH_PREFIX.length).split('/');
       let route: { kind: 'start' | 'callback'; server?: string } | undefined;
       if (rest.length === 1 && rest[0] === 'callback') route = { kind: 'callback' };
-      else if (rest.length === 2 && SERVER_NAME.test(rest[0]!) && (rest[1] === 'start' || rest[1] === 'callback'))
+      else if (
+        rest.length === 2 &&
+        SERVER_NAME.test(rest[0]!) &&
+        (rest[1] === 'start' || rest[1] === 'callback')
+      )
         route = { kind: rest[1], server: rest[0]! };
       if (!route) {
         sendPage(res, 404, page('Not found', 'There is no such page.'));
