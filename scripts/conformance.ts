@@ -329,6 +329,7 @@ export function gatewayConfig(workDir: string, upstream: Upstream): ReturnType<t
         };
   return parseConfig(
     {
+      tools: { pinning: 'off' },
       listen: { port: 0 },
       audit: { jsonl: join(workDir, 'audit.jsonl') },
       state: { sqlite: ':memory:' },
@@ -860,6 +861,7 @@ export function asGatewayConfig(
 ): ReturnType<typeof parseConfig> {
   return parseConfig(
     {
+      tools: { pinning: 'off' },
       listen: { host: '127.0.0.1', port, publicUrl: `http://127.0.0.1:${port}` },
       auth: { mode: 'oauth' },
       authorizationServer: {

@@ -96,7 +96,7 @@ const CODE: Record<string, string[]> = {
 };
 
 const PINNING_OPT_IN =
-  'enforced in the gateway pipeline when tools.pinning is tofu (embedded default) or approve; user configs default to off';
+  'enforced in the gateway pipeline (tools.pinning approve by default, tofu in the demo); pins are per instance (SQLite), not yet in the shared store';
 
 /** Implemented in part: the reason is shown in the matrix. */
 const PARTIAL: Record<string, string> = {

@@ -276,14 +276,14 @@ export const configSchema = z
          * approves the first version seen and quarantines every later change; `approve` serves
          * only definitions an operator approved (`mcp-warden tools approve`).
          */
-        pinning: z.enum(['off', 'tofu', 'approve']).default('off'),
+        pinning: z.enum(['off', 'tofu', 'approve']).default('approve'),
         /** Scan definitions for poisoning; high and critical findings quarantine [C-TOOL-2]. */
         scan: z.boolean().default(true),
         /** Re-list every server's definitions this often (0: only on list_changed and client lists). */
         refreshIntervalSec: z.number().int().min(0).max(86_400).default(300),
       })
       .strict()
-      .default({ pinning: 'off', scan: true, refreshIntervalSec: 300 }),
+      .default({ pinning: 'approve', scan: true, refreshIntervalSec: 300 }),
     servers: z.array(serverSchema).min(1, 'configure at least one upstream server'),
   })
   .strict();

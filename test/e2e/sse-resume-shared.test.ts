@@ -72,6 +72,7 @@ describe('SSE resumption on another instance (shared event store)', system, () =
       const dir = mkdtempSync(join(tmpdir(), `warden-sse-${name}-`));
       return startGateway(
         parseConfig({
+          tools: { pinning: 'off' },
           listen: { port: 0 },
           audit: { jsonl: join(dir, 'audit.jsonl') },
           log: { level: 'silent' },

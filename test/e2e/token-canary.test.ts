@@ -77,6 +77,7 @@ describe('token canary: the client token never reaches an upstream, through ever
     base = `http://127.0.0.1:${port}`;
     gw = await startGateway(
       parseConfig({
+        tools: { pinning: 'off' },
         listen: { port, publicUrl: base },
         audit: { jsonl: join(workDir, 'audit.jsonl') },
         state: { sqlite: ':memory:' },

@@ -36,6 +36,7 @@ describe('Per-user upstream OAuth through the gateway page', () => {
     const dir = mkdtempSync(join(tmpdir(), 'warden-uo-'));
     gw = await startGateway(
       parseConfig({
+        tools: { pinning: 'off' },
         listen: { port, publicUrl: base },
         audit: { jsonl: join(dir, 'audit.jsonl') },
         log: { level: 'silent' },
@@ -102,6 +103,7 @@ describe('Per-user upstream OAuth through the gateway page', () => {
     assert.throws(
       () =>
         parseConfig({
+          tools: { pinning: 'off' },
           listen: { publicUrl: base },
           auth: { mode: 'oauth' },
           authorizationServer: { devIdp: { enabled: true } },

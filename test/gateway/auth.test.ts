@@ -39,6 +39,7 @@ describe('Protected resource in the running gateway (RFC 9728, RFC 6750, RFC 870
     const dir = mkdtempSync(join(tmpdir(), 'warden-auth-'));
     gw = await startGateway(
       parseConfig({
+        tools: { pinning: 'off' },
         listen: { port, publicUrl: base },
         audit: { jsonl: join(dir, 'audit.jsonl') },
         state: { sqlite: ':memory:' },
@@ -195,6 +196,7 @@ describe('Configuration safety for authentication', () => {
     assert.throws(
       () =>
         parseConfig({
+          tools: { pinning: 'off' },
           listen: { host: '0.0.0.0' },
           servers: [{ name: 'a', transport: 'http', url: 'https://x.example/mcp' }],
         }),
@@ -217,6 +219,7 @@ describe('Upstream credentials obtained by the gateway (RFC 8693 token exchange)
     const dir = mkdtempSync(join(tmpdir(), 'warden-tx-'));
     gw = await startGateway(
       parseConfig({
+        tools: { pinning: 'off' },
         listen: { port, publicUrl: base },
         audit: { jsonl: join(dir, 'audit.jsonl') },
         state: { sqlite: ':memory:' },

@@ -92,6 +92,7 @@ describe('The gateway survives random requests', () => {
     const dir = mkdtempSync(join(tmpdir(), 'warden-fuzz-'));
     gw = await startGateway(
       parseConfig({
+        tools: { pinning: 'off' },
         listen: { port: 0 },
         audit: { jsonl: join(dir, 'audit.jsonl') },
         state: { sqlite: ':memory:' },

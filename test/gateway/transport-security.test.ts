@@ -36,6 +36,7 @@ describe('TLS termination [C-TOK-8]', opensslSkip, () => {
     up = await startRecordingUpstream();
     gw = await startGateway(
       parseConfig({
+        tools: { pinning: 'off' },
         listen: { port: 0, tls: { cert: c.cert, key: c.key } },
         audit: { jsonl: join(dir, 'audit.jsonl') },
         log: { level: 'silent' },
@@ -134,6 +135,7 @@ describe('Upstream certificate pinning [C-SESS-9]', opensslSkip, () => {
   async function initThrough(pins: string[]): Promise<{ result?: unknown; error?: { code: number } }> {
     const gw = await startGateway(
       parseConfig({
+        tools: { pinning: 'off' },
         listen: { port: 0 },
         audit: { jsonl: join(dir, `audit-${Math.random()}.jsonl`) },
         log: { level: 'silent' },
@@ -168,6 +170,7 @@ describe('Rate limits (issue 5)', () => {
     up = await startRecordingUpstream();
     gw = await startGateway(
       parseConfig({
+        tools: { pinning: 'off' },
         listen: { port: 0 },
         audit: { jsonl: join(dir, 'audit.jsonl') },
         log: { level: 'silent' },

@@ -61,6 +61,7 @@ describe('Streamable HTTP transport controls (MCP basic/transports)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'warden-'));
     gw = await startGateway(
       parseConfig({
+        tools: { pinning: 'off' },
         listen: { port: 0, allowedOrigins: ['https://app.example.com'] },
         limits: { maxBodyBytes: 64 * 1024 },
         audit: { jsonl: join(dir, 'audit.jsonl') },
@@ -86,7 +87,10 @@ describe('Streamable HTTP transport controls (MCP basic/transports)', () => {
   }
 
   it('[S-SESS-5] binds to loopback by default', () => {
-    const cfg = parseConfig({ servers: [{ name: 'x', transport: 'http', url: 'http://127.0.0.1:1/mcp' }] });
+    const cfg = parseConfig({
+      tools: { pinning: 'off' },
+      servers: [{ name: 'x', transport: 'http', url: 'http://127.0.0.1:1/mcp' }],
+    });
     assert.equal(cfg.listen.host, '127.0.0.1');
     assert.match(gw.url, /^http:\/\/127\.0\.0\.1:\d+$/);
   });
@@ -304,6 +308,7 @@ describe('Hostile or failing upstream answers', () => {
     const dir = mkdtempSync(join(tmpdir(), 'warden-'));
     const gw = await startGateway(
       parseConfig({
+        tools: { pinning: 'off' },
         listen: { port: 0 },
         audit: { jsonl: join(dir, 'audit.jsonl') },
         state: { sqlite: ':memory:' },

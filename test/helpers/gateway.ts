@@ -221,6 +221,7 @@ export async function startTestGateway(
 ): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-warden-e2e-'));
   const config = parseConfig({
+    tools: { pinning: 'off' },
     listen: { port: 0 },
     audit: { jsonl: join(dir, 'audit.jsonl') },
     state: { sqlite: ':memory:' },
