@@ -27,6 +27,7 @@
  *   --soak SECONDS     also run the soak for that long (default off; issue 5 asks for 600)
  *   --soak-rate N      soak rate in req/s (default 300)
  *   --only LIST        run a subset: http,variants,sessions,soak,stdio,jwt (comma-separated)
+ *   --render FILE      only re-render the report from the JSON of an earlier `--json` run
  * Environment: REDIS_URL (default redis://127.0.0.1:6379) for the Redis-backed variant.
  */
 import { randomBytes } from 'node:crypto';
@@ -85,6 +86,7 @@ interface Args {
   soak: number;
   soakRate: number;
   only?: Set<Section>;
+  render?: string;
 }
 
 function positive(flag: string, v: string, allowZero = false): number {
@@ -115,6 +117,7 @@ function parseArgs(argv: string[]): Args {
     else if (v === '--profile') a.profile = true;
     else if (v === '--json') a.json = next();
     else if (v === '--md') a.md = next();
+    else if (v === '--render') a.render = next();
     else if (v === '--rate') a.rate = positive(v, next());
     else if (v === '--connections') a.connections = positive(v, next());
     else if (v === '--sessions') a.sessions = positive(v, next());
@@ -138,6 +141,15 @@ function parseArgs(argv: string[]): Args {
 }
 
 const args = parseArgs(process.argv.slice(2));
+if (args.render) {
+  // Re-render the report from the raw figures of an earlier run (same data, current renderer).
+  const saved = JSON.parse(readFileSync(args.render, 'utf8')) as BenchResults;
+  saved.checks = evaluate(saved);
+  const out = args.md ?? join(REPO_ROOT, 'docs', 'benchmarks.md');
+  writeFileSync(out, renderMarkdown(saved));
+  console.log(`rendered ${args.render} into ${out}`);
+  process.exit(0);
+}
 const P = {
   rate: args.rate,
   rateDurationS: args.quick ? 3 : 10,
@@ -211,6 +223,8 @@ function gatewayConfig(server: Record<string, unknown>, name: string, extra: Gat
     audit: { jsonl: join(tmp, `audit-${name}.jsonl`) },
     state: { sqlite: sqlitePath(name), ...extra.state },
     log: { level: 'silent' },
+    // The interceptor chain in place: tool guard with pinning (tofu) and argument validation.
+    tools: { pinning: 'tofu' },
     ...(extra.auth ? { auth: extra.auth } : {}),
     servers: [{ name: 'up', ...server }],
   });

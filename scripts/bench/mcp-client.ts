@@ -146,6 +146,8 @@ export function isEchoOk(a: HttpAnswer): boolean {
 }
 
 export async function sanityCheck(s: McpSession): Promise<void> {
+  // List first, as clients do: with tool pinning (tofu) this pins `echo` before it is called.
+  await post(s.url, JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'tools/list' }), s.headers);
   const a = await post(s.url, echoCall(1, 'sanity'), s.headers);
   if (!isEchoOk(a))
     throw new Error(`tools/call echo failed at ${s.url}: HTTP ${a.status} ${a.body.slice(0, 300)}`);

@@ -133,6 +133,37 @@ describe('Protected resource in the running gateway (RFC 9728, RFC 6750, RFC 870
     }
   });
 
+  it('[C-AUTHN-2] a token is verified once and reused until expiry; each use still checks scopes', async () => {
+    const t = await token('mcp:read');
+    const h = { ...ACCEPT, authorization: `Bearer ${t}` };
+    const allowsBefore = sink.events.filter((e) => e.type === 'auth.token' && e.decision === 'allow').length;
+    const init = await fetch(`${base}/mcp/rec`, { method: 'POST', headers: h, body: INIT });
+    const sid = init.headers.get('mcp-session-id')!;
+    for (let i = 0; i < 3; i++) {
+      const r = await fetch(`${base}/mcp/rec`, {
+        method: 'POST',
+        headers: { ...h, 'mcp-session-id': sid },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 10 + i, method: 'tools/list' }),
+      });
+      assert.equal(r.status, 200);
+    }
+    const allows =
+      sink.events.filter((e) => e.type === 'auth.token' && e.decision === 'allow').length - allowsBefore;
+    assert.equal(allows, 1, 'first validation audited once, later uses served from the verified cache');
+    // The cached token still cannot reach a tool that needs more scope.
+    const call = await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...h, 'mcp-session-id': sid },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 20,
+        method: 'tools/call',
+        params: { name: 'echo', arguments: {} },
+      }),
+    });
+    assert.equal(call.status, 403);
+  });
+
   it('[S-RS-5] a tool needing more scope gets 403 insufficient_scope naming the scopes this request needs', async () => {
     const t = await token('mcp:read');
     const h = { ...ACCEPT, authorization: `Bearer ${t}` };

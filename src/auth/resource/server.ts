@@ -200,7 +200,7 @@ export class ResourceServer {
 
     const validated =
       kind === 'jwt'
-        ? await this.#validateJwt(credential.token, resource, nowSec, extra)
+        ? await this.#validateJwtCached(credential.token, resource, nowSec, extra)
         : await this.#validateOpaque(credential.token, resource, nowSec);
     if (!validated.ok) return { ...base, result: validated, extra };
     const claims = validated.value;
@@ -256,6 +256,43 @@ export class ResourceServer {
       skewSec: this.#cfg.skewSec,
     };
   }
+
+  /**
+   * Signature and claim checks of a JWT are cached per (resource, token) until the token's
+   * `exp` (at most {@link VERIFIED_TTL_SEC}): a hit re-checks expiry; scopes, step-up and DPoP
+   * proofs are still evaluated per request. Only successful validations are cached.
+   */
+  async #validateJwtCached(
+    token: string,
+    resource: string,
+    nowSec: number,
+    extra: Record<string, unknown>,
+  ): Promise<Result<ValidatedClaims>> {
+    const key = `${resource} ${token}`;
+    const hit = this.#verified.get(key);
+    if (hit) {
+      if (nowSec < hit.untilSec) {
+        extra.cached = true;
+        return ok(hit.claims);
+      }
+      this.#verified.delete(key);
+    }
+    const r = await this.#validateJwt(token, resource, nowSec, extra);
+    if (r.ok) {
+      const exp = r.value.claims.exp;
+      const untilSec = Math.min(typeof exp === 'number' ? exp : nowSec, nowSec + VERIFIED_TTL_SEC);
+      if (untilSec > nowSec) {
+        if (this.#verified.size >= VERIFIED_MAX) {
+          const oldest = this.#verified.keys().next().value;
+          if (oldest !== undefined) this.#verified.delete(oldest);
+        }
+        this.#verified.set(key, { claims: r.value, untilSec });
+      }
+    }
+    return r;
+  }
+
+  readonly #verified = new Map<string, { claims: ValidatedClaims; untilSec: number }>();
 
   async #validateJwt(
     token: string,
@@ -371,6 +408,9 @@ export class ResourceServer {
       delete detail.claims;
     }
     for (const k of Object.keys(detail)) if (detail[k] === undefined) delete detail[k];
+    // A token already validated here is audited at its first use; repeated uses are in the
+    // request and tool-call events (every denial is always audited).
+    if (outcome.ok && d.extra?.cached === true) return;
     try {
       this.#audit({
         type: 'auth.token',
@@ -384,6 +424,11 @@ export class ResourceServer {
     }
   }
 }
+
+/** Longest reuse of a verified JWT without re-checking its signature. */
+const VERIFIED_TTL_SEC = 300;
+/** Bound of the verified-token cache (oldest evicted first). */
+const VERIFIED_MAX = 10_000;
 
 function isScopeList(r: readonly string[] | RequestRequirements): r is readonly string[] {
   return Array.isArray(r);
