@@ -20,13 +20,13 @@ const CODE: Record<string, string[]> = {
   'S-TOK-2': ['src/transport/upstream/http.ts'],
   'C-TOK-2': ['src/auth/resource/claims.ts'],
   'C-TOK-5': ['src/auth/resource/dpop.ts'],
-  'C-TOK-6': ['src/auth/resource/dpop.ts', 'src/auth/resource/replay-cache.ts', 'src/store/'],
+  'C-TOK-6': ['src/auth/resource/dpop.ts', 'src/store/', 'src/gateway.ts'],
   'C-TOK-9': ['src/auth/resource/introspection.ts'],
   'C-AUTHN-1': ['src/auth/resource/server.ts', 'src/auth/resource/config.ts'],
   'C-AUTHN-2': ['src/auth/resource/server.ts', 'src/auth/resource/claims.ts'],
-  'C-AUTHN-3': ['src/auth/resource/server.ts', 'src/pipeline/chain.ts'],
+  'C-AUTHN-3': ['src/auth/resource/server.ts', 'src/pipeline/chain.ts', 'src/transport/http-server.ts'],
   'C-AUTHN-5': ['src/auth/resource/server.ts', 'src/audit/events.ts'],
-  'C-AUTHN-7': ['src/auth/resource/claims.ts'],
+  'C-AUTHN-7': ['src/auth/resource/claims.ts', 'src/transport/http-server.ts'],
   'S-RS-1': ['src/auth/resource/metadata.ts'],
   'S-RS-2': ['src/auth/resource/metadata.ts', 'src/auth/resource/errors.ts'],
   'S-RS-3': ['src/auth/resource/errors.ts'],
@@ -105,12 +105,9 @@ const PARTIAL: Record<string, string> = {
   'S-ELI-1':
     'per-user upstream OAuth state bound to the user; the gateway page / URL elicitation is not mounted yet',
   'C-AUTHN-4':
-    'per-server and per-tool scopes, admin role for the admin API; no per-argument or per-group policy yet',
+    'per server, tool, prompt and resource rules, admin role for the admin API; no per-argument or per-group policy yet',
   'S-TOK-3':
-    'the AS rotates refresh tokens with reuse detection; its signing keys and upstream tokens are not yet encrypted at rest',
-  'C-TOK-5': 'DPoP proofs verified when a token is bound (cnf.jkt); the replay cache is per instance',
-  'C-TOK-6':
-    'DPoP jti replay cache in memory per instance; the shared replay cache exists in the store but is not used for DPoP yet',
+    'refresh tokens rotate with reuse detection (every client), upstream tokens encrypted at rest; the AS signing keys are stored unencrypted',
   ...Object.fromEntries(
     [
       'C-TOOL-1',
@@ -126,8 +123,6 @@ const PARTIAL: Record<string, string> = {
   ),
   'C-AUTHN-1':
     'generic OIDC and Entra profiles validated; the gateway AS federates to an OIDC IdP; Entra federation preset not proven end to end',
-  'C-AUTHN-3':
-    'validators, pipeline, credential providers and state backend fail closed; no deny-by-default rule for tools without a scope rule yet',
   'C-AUTHN-7':
     'step-up challenge (acr/amr) in the validator; no configuration source for per-tool acr requirements yet',
   'C-SESS-5':

@@ -30,7 +30,13 @@ import { createRateLimitInterceptor } from './policy/rate-limit.ts';
 import { openSecretStore } from './secrets/config.ts';
 import { openStore } from './store/open.ts';
 import type { Store } from './store/types.ts';
-import { type Authenticator, anonymous, GatewayHttpServer } from './transport/http-server.ts';
+import {
+  type AccessKind,
+  type AccessRule,
+  type Authenticator,
+  anonymous,
+  GatewayHttpServer,
+} from './transport/http-server.ts';
 import type { Launcher } from './transport/upstream/stdio.ts';
 
 export const VERSION: string = (
@@ -150,6 +156,8 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     const asIssuer = asInput?.issuer as string | undefined;
     const running = as;
     const ga = createGatewayAuth(authConfig, audit.emit, {
+      // DPoP proof jti replay is refused across every instance sharing the store [C-TOK-6].
+      replayCache: store.replay,
       ...(authFetch ? { fetch: authFetch } : {}),
       ...(running && asIssuer
         ? {
@@ -202,13 +210,33 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
           kv: store.kv,
         })
       : undefined;
-  const toolScopes = new Map(config.servers.map((x) => [x.name, x.toolScopes]));
+  const accessByServer = new Map(config.servers.map((x) => [x.name, x]));
+  const accessFor = (server: string, kind: AccessKind, name: string): AccessRule | 'deny' | undefined => {
+    const srv = accessByServer.get(server);
+    if (!srv) return undefined;
+    const { access } = srv;
+    let rule: AccessRule | undefined;
+    if (kind === 'tool') rule = access.tools[name];
+    else if (kind === 'prompt') rule = access.prompts[name];
+    else {
+      // Resources: the longest configured URI prefix wins.
+      let best = -1;
+      for (const [prefix, r] of Object.entries(access.resources))
+        if (name.startsWith(prefix) && prefix.length > best) {
+          best = prefix.length;
+          rule = r;
+        }
+    }
+    const legacy = kind === 'tool' ? srv.toolScopes[name] : undefined;
+    if (!rule && !legacy) return access.default === 'deny' ? 'deny' : undefined;
+    return { ...(rule ?? {}), scopes: [...(rule?.scopes ?? []), ...(legacy ?? [])] };
+  };
   const httpServer = new GatewayHttpServer({
     config,
     audit: audit.emit,
     serverNames: new Set(byName.keys()),
     authenticate,
-    toolScopes: (server, tool) => toolScopes.get(server)?.[tool] ?? [],
+    accessFor,
     extraRoutes: async (req, res, url) => {
       if (admin && (await admin.handle(req, res, url))) return true;
       if (upstreamAuth && (await upstreamAuth.handle(req, res, url))) return true;

@@ -38,6 +38,19 @@ const headerMap = z.record(
   z.string(),
 );
 
+const accessRule = z
+  .object({
+    /** Scopes the token needs for this tool / prompt / resource. */
+    scopes: z.array(z.string().min(1)).default([]),
+    /** Authentication context classes accepted (RFC 9470 step-up when missing). */
+    acr: z.array(z.string().min(1)).optional(),
+    /** Authentication methods that must all be present (e.g. ["mfa"]). */
+    amr: z.array(z.string().min(1)).optional(),
+    /** Maximum age of the authentication, seconds (`auth_time`). */
+    maxAgeSec: z.number().int().min(0).optional(),
+  })
+  .strict();
+
 const serverBase = {
   name: z
     .string()
@@ -52,6 +65,19 @@ const serverBase = {
   requiredScopes: z.array(z.string().min(1)).default([]),
   /** Extra scopes per tool name for tools/call (a 403 insufficient_scope names exactly these). */
   toolScopes: z.record(z.string(), z.array(z.string().min(1))).default({}),
+  /**
+   * Access rules per tool, prompt and resource (URI prefix) [C-AUTHN-4, C-AUTHN-7]: scopes,
+   * and acr / amr for step-up; `default: deny` refuses anything without a rule [C-AUTHN-3].
+   */
+  access: z
+    .object({
+      default: z.enum(['allow', 'deny']).default('allow'),
+      tools: z.record(z.string(), accessRule).default({}),
+      prompts: z.record(z.string(), accessRule).default({}),
+      resources: z.record(z.string(), accessRule).default({}),
+    })
+    .strict()
+    .default({ default: 'allow', tools: {}, prompts: {}, resources: {} }),
 };
 
 const stdioServer = z

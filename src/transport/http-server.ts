@@ -9,7 +9,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { AuditEmitter } from '../audit/events.ts';
 import { isLoopbackHost, type WardenConfig } from '../config/schema.ts';
-import { splitName } from '../gateway/names.ts';
+import { splitName, splitUri } from '../gateway/names.ts';
 import type { Session } from '../gateway/session.ts';
 import { Stream } from '../gateway/streams.ts';
 import {
@@ -46,11 +46,49 @@ export type AuthResult =
     };
 
 /** Authenticates one HTTP request for an MCP endpoint; `extraScopes` are needed for this message (tool scopes). */
+/** What one message needs beyond the endpoint: scopes and step-up (RFC 9470). */
+export interface ExtraRequirements {
+  scopes: readonly string[];
+  acrValues?: readonly string[];
+  amr?: readonly string[];
+  maxAgeSec?: number;
+}
+
+/** Authenticates one HTTP request for an MCP endpoint; `extra` is what this message needs (access rules). */
 export type Authenticator = (
   req: IncomingMessage,
   endpointPath: string,
-  extraScopes?: readonly string[],
+  extra?: readonly string[] | ExtraRequirements,
 ) => Promise<AuthResult>;
+
+export type AccessKind = 'tool' | 'prompt' | 'resource';
+
+export interface AccessRule {
+  scopes: readonly string[];
+  acr?: readonly string[];
+  amr?: readonly string[];
+  maxAgeSec?: number;
+}
+
+/** Which server and tool / prompt / resource a request addresses (aggregated names split). */
+function accessTarget(
+  r: JsonRpcRequest,
+  single: string | undefined,
+): { server: string; kind: AccessKind; name: string } | undefined {
+  const p = r.params ?? {};
+  if ((r.method === 'tools/call' || r.method === 'prompts/get') && typeof p.name === 'string') {
+    const kind: AccessKind = r.method === 'tools/call' ? 'tool' : 'prompt';
+    if (single) return { server: single, kind, name: p.name };
+    const q = splitName(p.name);
+    return q ? { server: q.server, kind, name: q.name } : undefined;
+  }
+  if ((r.method === 'resources/read' || r.method === 'resources/subscribe') && typeof p.uri === 'string') {
+    if (single) return { server: single, kind: 'resource', name: p.uri };
+    const q = splitUri(p.uri);
+    return q ? { server: q.server, kind: 'resource', name: q.uri } : undefined;
+  }
+  return undefined;
+}
 
 /** Authentication off: everyone is `anonymous`. Only for loopback development setups. */
 export const anonymous: Authenticator = async () => ({
@@ -69,8 +107,11 @@ export interface HttpServerDeps {
   store?: Store;
   log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   isReady(): boolean;
-  /** Extra scopes a tools/call needs (per-tool rules), by server and tool name. */
-  toolScopes?: (server: string, tool: string) => readonly string[];
+  /**
+   * The access rule of one tool / prompt / resource: extra requirements, `undefined` when none
+   * applies, `'deny'` when the server denies what has no rule.
+   */
+  accessFor?: (server: string, kind: AccessKind, name: string) => AccessRule | 'deny' | undefined;
   /** Extra routes (well-known metadata, OAuth endpoints) tried before the MCP routes. */
   extraRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean> | boolean;
 }
@@ -690,16 +731,52 @@ export class GatewayHttpServer {
     const session = await this.#session(req, res, identity, single);
     if (!session) return;
     const requests = msgs.filter(isRequest);
-    // Per-tool scopes: a tools/call may need more than the endpoint; 403 names exactly those [S-RS-5].
-    if (this.#deps.toolScopes) {
-      const extra = new Set<string>();
+    // Access rules per tool / prompt / resource: extra scopes (403 names exactly those [S-RS-5]),
+    // step-up (401 insufficient_user_authentication [C-AUTHN-7]), deny without a rule [C-AUTHN-3].
+    if (this.#deps.accessFor) {
+      const scopes = new Set<string>();
+      let acr: string[] | undefined;
+      let amr: string[] | undefined;
+      let maxAgeSec: number | undefined;
       for (const r of requests) {
-        if (r.method !== 'tools/call' || typeof r.params?.name !== 'string') continue;
-        const target = single ? { server: single, name: r.params.name } : splitName(r.params.name);
-        if (target) for (const sc of this.#deps.toolScopes(target.server, target.name)) extra.add(sc);
+        const target = accessTarget(r, single);
+        if (!target) continue;
+        const rule = this.#deps.accessFor(target.server, target.kind, target.name);
+        if (rule === 'deny') {
+          this.#deps.audit({
+            type: 'auth.decision',
+            decision: 'deny',
+            reason: 'no_access_rule',
+            session: session.id,
+            server: target.server,
+            tool: target.name.slice(0, 200),
+            actor: { user: identity.user, ip: req.socket.remoteAddress ?? '' },
+            detail: { kind: target.kind },
+          });
+          return sendJson(
+            res,
+            403,
+            errorResponse(
+              r.id,
+              ErrorCode.Forbidden,
+              `Forbidden: no access rule permits ${target.kind} "${target.name.slice(0, 100)}"`,
+            ),
+          );
+        }
+        if (!rule) continue;
+        for (const sc of rule.scopes) scopes.add(sc);
+        if (rule.acr) acr = [...(acr ?? []), ...rule.acr];
+        if (rule.amr) amr = [...new Set([...(amr ?? []), ...rule.amr])];
+        if (rule.maxAgeSec !== undefined) maxAgeSec = Math.min(maxAgeSec ?? rule.maxAgeSec, rule.maxAgeSec);
       }
-      if (extra.size > 0 && [...extra].some((sc) => !identity.scopes.includes(sc))) {
-        const again = await this.#deps.authenticate(req, path, [...extra]);
+      const stepUp = acr !== undefined || amr !== undefined || maxAgeSec !== undefined;
+      if (stepUp || [...scopes].some((sc) => !identity.scopes.includes(sc))) {
+        const again = await this.#deps.authenticate(req, path, {
+          scopes: [...scopes],
+          ...(acr ? { acrValues: acr } : {}),
+          ...(amr ? { amr } : {}),
+          ...(maxAgeSec !== undefined ? { maxAgeSec } : {}),
+        });
         if (!again.ok) {
           this.#deps.audit({
             type: 'auth.decision',
@@ -707,7 +784,7 @@ export class GatewayHttpServer {
             reason: again.reason,
             session: session.id,
             actor: { user: identity.user, ip: req.socket.remoteAddress ?? '' },
-            detail: { path, scopes: [...extra] },
+            detail: { path, scopes: [...scopes], stepUp },
           });
           return sendJson(res, again.status, again.body, again.headers);
         }

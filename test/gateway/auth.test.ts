@@ -365,3 +365,105 @@ describe('Upstream credentials obtained by the gateway (RFC 8693 token exchange)
     }
   });
 });
+
+describe('Access rules per tool, prompt and resource (C-AUTHN-3, C-AUTHN-4, C-AUTHN-7)', () => {
+  let op: TestOp;
+  let up: RecordingUpstream;
+  let gw: RunningGateway;
+  let base: string;
+  const sink = new MemorySink();
+
+  before(async () => {
+    op = await startTestOp();
+    up = await startRecordingUpstream();
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    const dir = mkdtempSync(join(tmpdir(), 'warden-access-'));
+    gw = await startGateway(
+      parseConfig({
+        tools: { pinning: 'off' },
+        listen: { port, publicUrl: base },
+        audit: { jsonl: join(dir, 'audit.jsonl') },
+        state: { sqlite: ':memory:' },
+        log: { level: 'silent' },
+        auth: { mode: 'oauth', issuers: [{ issuer: op.issuer }] },
+        servers: [
+          {
+            name: 'strict',
+            transport: 'http',
+            url: up.url,
+            access: {
+              default: 'deny',
+              tools: {
+                echo: { scopes: ['mcp:read'] },
+                wire_money: { scopes: ['mcp:write'], acr: ['urn:mfa'] },
+              },
+              prompts: { summary: { scopes: ['mcp:write'] } },
+              resources: { 'file:///public/': { scopes: [] } },
+            },
+          },
+        ],
+      }),
+      { auditSinks: [sink] },
+    );
+  });
+  after(async () => {
+    op.setExtraClaims(undefined);
+    await gw.close(100);
+    await up.close();
+    await op.close();
+  });
+
+  async function session(scope: string): Promise<{ h: Record<string, string> }> {
+    const t = (await op.clientCredentials({ resource: `${base}/mcp/strict`, scope })).access_token;
+    const h = { ...ACCEPT, authorization: `Bearer ${t}` };
+    const init = await fetch(`${base}/mcp/strict`, { method: 'POST', headers: h, body: INIT });
+    return { h: { ...h, 'mcp-session-id': init.headers.get('mcp-session-id')! } };
+  }
+  const call = (h: Record<string, string>, method: string, params: Record<string, unknown>) =>
+    fetch(`${base}/mcp/strict`, {
+      method: 'POST',
+      headers: h,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 7, method, params }),
+    });
+
+  it('[C-AUTHN-3] a tool without a rule is refused when the server denies by default, and audited', async () => {
+    const { h } = await session('mcp:read');
+    const before = up.requests.length;
+    const r = await call(h, 'tools/call', { name: 'delete_everything', arguments: {} });
+    assert.equal(r.status, 403);
+    assert.equal(((await r.json()) as { error: { code: number } }).error.code, -32003);
+    assert.equal(up.requests.length, before);
+    assert.ok(sink.events.some((e) => e.reason === 'no_access_rule' && e.tool === 'delete_everything'));
+    const ok = await call(h, 'tools/call', { name: 'echo', arguments: {} });
+    assert.equal(ok.status, 200);
+  });
+
+  it('[C-AUTHN-7] a sensitive tool demands step-up (acr) with a 401 insufficient_user_authentication', async () => {
+    const { h } = await session('mcp:read mcp:write');
+    const r = await call(h, 'tools/call', { name: 'wire_money', arguments: {} });
+    assert.equal(r.status, 401);
+    const www = r.headers.get('www-authenticate') ?? '';
+    assert.match(www, /error="insufficient_user_authentication"/);
+    assert.match(www, /acr_values="urn:mfa"/);
+    op.setExtraClaims({ acr: 'urn:mfa' });
+    try {
+      const { h: strong } = await session('mcp:read mcp:write');
+      const ok = await call(strong, 'tools/call', { name: 'wire_money', arguments: {} });
+      assert.equal(ok.status, 200);
+    } finally {
+      op.setExtraClaims(undefined);
+    }
+  });
+
+  it('[C-AUTHN-4] prompts and resources have their own rules', async () => {
+    const { h } = await session('mcp:read');
+    const p = await call(h, 'prompts/get', { name: 'summary' });
+    assert.equal(p.status, 403);
+    assert.match(p.headers.get('www-authenticate') ?? '', /insufficient_scope/);
+    const pub = await call(h, 'resources/read', { uri: 'file:///public/readme.md' });
+    assert.equal(pub.status, 200);
+    const priv = await call(h, 'resources/read', { uri: 'file:///etc/shadow' });
+    assert.equal(priv.status, 403);
+  });
+});

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuditEmitter } from '../../audit/events.ts';
 import type { WardenConfig } from '../../config/schema.ts';
-import type { Authenticator, AuthResult } from '../../transport/http-server.ts';
+import type { Authenticator, AuthResult, ExtraRequirements } from '../../transport/http-server.ts';
 import { MemoryReplayCache, type ReplayCache } from './replay-cache.ts';
 import { ResourceServer } from './server.ts';
 
@@ -65,14 +65,20 @@ export function createGatewayAuth(
   const base = new URL(publicUrl);
   return {
     resourceServer: rs,
-    async authenticate(req, endpointPath, extraScopes = []): Promise<AuthResult> {
+    async authenticate(req, endpointPath, extra = []): Promise<AuthResult> {
       const path = endpointPath.replace(/\/$/, '');
-      const scopes = [...new Set([...a.requiredScopes, ...(serverScopes.get(path) ?? []), ...extraScopes])];
+      const more: ExtraRequirements = Array.isArray(extra) ? { scopes: extra } : (extra as ExtraRequirements);
+      const scopes = [...new Set([...a.requiredScopes, ...(serverScopes.get(path) ?? []), ...more.scopes])];
       const url = new URL(req.url ?? '/', base).toString();
       const out = await rs.authenticate(
         { method: req.method ?? 'GET', url, headers: req.headersDistinct },
         resourceUri(publicUrl, path),
-        scopes,
+        {
+          scopes,
+          ...(more.acrValues ? { acrValues: more.acrValues } : {}),
+          ...(more.amr ? { amr: more.amr } : {}),
+          ...(more.maxAgeSec !== undefined ? { maxAgeSec: more.maxAgeSec } : {}),
+        },
       );
       if (out.ok && deps.isRevoked && (await deps.isRevoked(out.identity.claims).catch(() => true))) {
         // Revoked at the gateway's own AS (RFC 7009, consent revoked, code replay): refuse before
