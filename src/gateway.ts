@@ -4,6 +4,7 @@
  * conformance runner.
  */
 import { readFileSync } from 'node:fs';
+import type { JWK } from 'jose';
 import pino, { type Logger } from 'pino';
 import { type AdminApi, createAdminApi } from './admin/api.ts';
 import { type AdminAuthenticate, createAdminAuthenticator } from './admin/auth.ts';
@@ -20,6 +21,7 @@ import { authorizationServerInput } from './config/load.ts';
 import type { WardenConfig } from './config/schema.ts';
 import { Session } from './gateway/session.ts';
 import { defaultTransportFactory, type TransportFactory } from './gateway/upstream-client.ts';
+import { DEFAULT_DETECTION_POLICY } from './guard/content/policy.ts';
 import { Approvals } from './guard/tools/approval.ts';
 import { createToolGuardInterceptor, ToolGuard } from './guard/tools/guard.ts';
 import { SqlitePinStore } from './guard/tools/pins-sqlite.ts';
@@ -84,8 +86,18 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     const guard = new ToolGuard({
       store: pins,
       tofu: config.tools.pinning === 'tofu',
+      manifests: Object.fromEntries(
+        Object.entries(config.tools.manifests).map(([name, m]) => [
+          name,
+          { jws: m.jws.trim(), publicKey: JSON.parse(m.publicKey) as JWK },
+        ]),
+      ),
       scan: config.tools.scan
-        ? makeScanHook(pins, undefined, { servers: config.servers.map((x) => x.name) })
+        ? makeScanHook(
+            pins,
+            { ...DEFAULT_DETECTION_POLICY, actions: config.tools.policy },
+            { servers: config.servers.map((x) => x.name) },
+          )
         : undefined,
     });
     interceptors.push(createToolGuardInterceptor(guard));

@@ -181,6 +181,20 @@ function crossCheck(cfg: WardenConfig, issues: ConfigIssue[]): void {
         message: '"token-exchange" needs auth.mode "oauth" (the subject token is the client token)',
       });
   });
+  for (const [server, m] of Object.entries(cfg.tools.manifests)) {
+    if (!cfg.servers.some((x) => x.name === server))
+      issues.push({ path: `tools.manifests.${server}`, message: `names no configured server` });
+    try {
+      const k = JSON.parse(m.publicKey) as { kty?: unknown; crv?: unknown; d?: unknown };
+      if (k.kty !== 'OKP' || k.crv !== 'Ed25519' || 'd' in k)
+        issues.push({
+          path: `tools.manifests.${server}.publicKey`,
+          message: 'must be a public Ed25519 JWK (kty OKP, crv Ed25519, no d)',
+        });
+    } catch {
+      issues.push({ path: `tools.manifests.${server}.publicKey`, message: 'must be JSON (a JWK)' });
+    }
+  }
   if (cfg.authorizationServer) {
     if (auth.mode !== 'oauth')
       issues.push({ path: 'auth.mode', message: 'must be "oauth" when authorizationServer is configured' });

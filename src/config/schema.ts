@@ -38,6 +38,8 @@ const headerMap = z.record(
   z.string(),
 );
 
+const policyAction = z.enum(['allow', 'flag', 'quarantine']);
+
 const accessRule = z
   .object({
     /** Scopes the token needs for this tool / prompt / resource. */
@@ -307,9 +309,40 @@ export const configSchema = z
         scan: z.boolean().default(true),
         /** Re-list every server's definitions this often (0: only on list_changed and client lists). */
         refreshIntervalSec: z.number().int().min(0).max(86_400).default(300),
+        /** Action per finding severity of the definition scanner [C-TOOL-2]. */
+        policy: z
+          .object({
+            low: policyAction.default('allow'),
+            medium: policyAction.default('flag'),
+            high: policyAction.default('quarantine'),
+            critical: policyAction.default('quarantine'),
+          })
+          .strict()
+          .default({ low: 'allow', medium: 'flag', high: 'quarantine', critical: 'quarantine' }),
+        /**
+         * Signed tool manifests per server [C-TOOL-3]: a compact JWS (EdDSA/Ed25519) over
+         * `{server, tools: [{name, hash}]}` and the public JWK (JSON text) that verifies it.
+         */
+        manifests: z
+          .record(
+            z.string(),
+            z
+              .object({
+                jws: z.string().min(10, 'a compact JWS (use ${file:/path})'),
+                publicKey: z.string().min(2, 'the public JWK as JSON text (use ${file:/path})'),
+              })
+              .strict(),
+          )
+          .default({}),
       })
       .strict()
-      .default({ pinning: 'approve', scan: true, refreshIntervalSec: 300 }),
+      .default({
+        pinning: 'approve',
+        scan: true,
+        refreshIntervalSec: 300,
+        policy: { low: 'allow', medium: 'flag', high: 'quarantine', critical: 'quarantine' },
+        manifests: {},
+      }),
     servers: z.array(serverSchema).min(1, 'configure at least one upstream server'),
   })
   .strict();

@@ -260,3 +260,94 @@ describe('No false quarantine on a real server', () => {
     }
   });
 });
+
+describe('Signed tool manifests from configuration [C-TOOL-3]', () => {
+  it('[C-TOOL-3] approve mode serves exactly the definitions a signed manifest lists', async () => {
+    const { generateKeyPair, exportJWK } = await import('jose');
+    const { signManifest } = await import('../../src/guard/tools/manifest.ts');
+    const { definitionHash } = await import('../../src/guard/tools/canonical.ts');
+    const echo = { name: 'echo', description: 'Echoes its arguments', inputSchema: { type: 'object' } };
+    const other = { name: 'other', description: 'Not in the manifest', inputSchema: { type: 'object' } };
+    const up = await startRecordingUpstream();
+    up.handlers.set('tools/list', (msg, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: { tools: [echo, other] } }));
+      return true;
+    });
+    const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+    const jws = await signManifest(
+      { server: 'rec', tools: [{ name: 'echo', hash: definitionHash(echo) }] },
+      await exportJWK(privateKey),
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'warden-manifest-'));
+    const gw = await startGateway(
+      parseConfig({
+        listen: { port: 0 },
+        state: { sqlite: join(dir, 'pins.db') },
+        audit: { jsonl: join(dir, 'audit.jsonl') },
+        log: { level: 'silent' },
+        tools: {
+          pinning: 'approve',
+          manifests: { rec: { jws, publicKey: JSON.stringify(await exportJWK(publicKey)) } },
+        },
+        servers: [{ name: 'rec', transport: 'http', url: up.url }],
+      }),
+    );
+    try {
+      const ep = gw.endpoint('rec');
+      const init = await fetch(ep, {
+        method: 'POST',
+        headers: HEADERS,
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'initialize',
+          params: {
+            protocolVersion: '2025-11-25',
+            capabilities: {},
+            clientInfo: { name: 't', version: '1' },
+          },
+        }),
+      });
+      const h = { ...HEADERS, 'mcp-session-id': init.headers.get('mcp-session-id')! };
+      const list = (await (
+        await fetch(ep, {
+          method: 'POST',
+          headers: h,
+          body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+        })
+      ).json()) as RpcMsg;
+      assert.deepEqual(
+        list.result.tools.map((t) => t.name),
+        ['echo'],
+      );
+      const refused = (await (
+        await fetch(ep, {
+          method: 'POST',
+          headers: h,
+          body: JSON.stringify({
+            jsonrpc: '2.0',
+            id: 3,
+            method: 'tools/call',
+            params: { name: 'other', arguments: {} },
+          }),
+        })
+      ).json()) as RpcMsg;
+      assert.equal(refused.error.code, -32003);
+    } finally {
+      await gw.close(100);
+      await up.close();
+    }
+  });
+
+  it('[C-TOOL-3] config check refuses a manifest key that is not a public Ed25519 JWK', () => {
+    assert.throws(
+      () =>
+        parseConfig({
+          tools: { manifests: { rec: { jws: 'a.b.c.d.e.f', publicKey: '{"kty":"RSA"}' } } },
+          servers: [{ name: 'rec', transport: 'http', url: 'https://x.example/mcp' }],
+        }),
+      /tools\.manifests\.rec\.publicKey: must be a public Ed25519 JWK/,
+    );
+  });
+});
