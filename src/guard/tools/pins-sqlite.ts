@@ -90,12 +90,22 @@ interface ServerRow {
   protocol_version: string | null;
 }
 
+/**
+ * Stored definition texts already checked against their hash. A row whose text is byte-identical
+ * to a checked one needs no new canonicalisation + SHA-256; any change to the text is re-checked.
+ */
+const verifiedText = new Map<string, string>();
+
 function toVersion(r: VersionRow): PinnedVersion {
   const definition = JSON.parse(r.definition) as Record<string, unknown>;
-  if (definitionHash(definition) !== r.hash)
-    throw new PinIntegrityError(
-      `stored definition of ${r.server}/${r.name} does not match its hash ${r.hash}`,
-    );
+  if (verifiedText.get(r.hash) !== r.definition) {
+    if (definitionHash(definition) !== r.hash)
+      throw new PinIntegrityError(
+        `stored definition of ${r.server}/${r.name} does not match its hash ${r.hash}`,
+      );
+    if (verifiedText.size > 10_000) verifiedText.clear();
+    verifiedText.set(r.hash, r.definition);
+  }
   const v: PinnedVersion = {
     server: r.server,
     kind: r.kind as DefinitionKind,
@@ -154,7 +164,7 @@ export class SqlitePinStore implements PinStore {
       'CREATE TABLE IF NOT EXISTS tool_pin_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)',
     );
     const applied = new Set(
-      (this.#db.prepare('SELECT version FROM tool_pin_migrations').all() as Array<{ version: number }>).map(
+      (this.#stmt('SELECT version FROM tool_pin_migrations').all() as Array<{ version: number }>).map(
         (r) => r.version,
       ),
     );
@@ -170,39 +180,37 @@ export class SqlitePinStore implements PinStore {
   }
 
   versions(key: DefinitionKey): PinnedVersion[] {
-    const rows = this.#db
-      .prepare('SELECT * FROM tool_pin_versions WHERE server = ? AND kind = ? AND name = ? ORDER BY seq')
-      .all(key.server, key.kind, key.name) as VersionRow[];
+    const rows = this.#stmt(
+      'SELECT * FROM tool_pin_versions WHERE server = ? AND kind = ? AND name = ? ORDER BY seq',
+    ).all(key.server, key.kind, key.name) as VersionRow[];
     return rows.map(toVersion);
   }
 
   version(key: DefinitionKey, hash: string): PinnedVersion | undefined {
-    const row = this.#db
-      .prepare('SELECT * FROM tool_pin_versions WHERE server = ? AND kind = ? AND name = ? AND hash = ?')
-      .get(key.server, key.kind, key.name, hash) as VersionRow | undefined;
+    const row = this.#stmt(
+      'SELECT * FROM tool_pin_versions WHERE server = ? AND kind = ? AND name = ? AND hash = ?',
+    ).get(key.server, key.kind, key.name, hash) as VersionRow | undefined;
     return row ? toVersion(row) : undefined;
   }
 
   insertVersion(v: PinnedVersion): void {
-    this.#db
-      .prepare(
-        `INSERT INTO tool_pin_versions
+    this.#stmt(
+      `INSERT INTO tool_pin_versions
            (server, kind, name, hash, definition, status, first_seen, decided_by, decided_at, reason, findings)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        v.server,
-        v.kind,
-        v.name,
-        v.hash,
-        canonicalize(v.definition),
-        v.status,
-        v.firstSeen,
-        v.decidedBy ?? null,
-        v.decidedAt ?? null,
-        v.reason ?? null,
-        v.findings === undefined ? null : JSON.stringify(v.findings),
-      );
+    ).run(
+      v.server,
+      v.kind,
+      v.name,
+      v.hash,
+      canonicalize(v.definition),
+      v.status,
+      v.firstSeen,
+      v.decidedBy ?? null,
+      v.decidedAt ?? null,
+      v.reason ?? null,
+      v.findings === undefined ? null : JSON.stringify(v.findings),
+    );
   }
 
   decide(
@@ -210,61 +218,55 @@ export class SqlitePinStore implements PinStore {
     hash: string,
     d: { status: PinStatus; decidedBy: string; decidedAt: string; reason?: string },
   ): void {
-    const r = this.#db
-      .prepare(
-        `UPDATE tool_pin_versions SET status = ?, decided_by = ?, decided_at = ?, reason = ?
+    const r = this.#stmt(
+      `UPDATE tool_pin_versions SET status = ?, decided_by = ?, decided_at = ?, reason = ?
          WHERE server = ? AND kind = ? AND name = ? AND hash = ?`,
-      )
-      .run(d.status, d.decidedBy, d.decidedAt, d.reason ?? null, key.server, key.kind, key.name, hash);
+    ).run(d.status, d.decidedBy, d.decidedAt, d.reason ?? null, key.server, key.kind, key.name, hash);
     if (r.changes !== 1) throw new Error(`no version ${hash} of ${key.server}/${key.kind}/${key.name}`);
   }
 
   state(key: DefinitionKey): PinState | undefined {
-    const row = this.#db
-      .prepare('SELECT * FROM tool_pin_state WHERE server = ? AND kind = ? AND name = ?')
-      .get(key.server, key.kind, key.name) as StateRow | undefined;
+    const row = this.#stmt('SELECT * FROM tool_pin_state WHERE server = ? AND kind = ? AND name = ?').get(
+      key.server,
+      key.kind,
+      key.name,
+    ) as StateRow | undefined;
     return row ? toState(row) : undefined;
   }
 
   states(server?: string): PinState[] {
     const rows = (
       server === undefined
-        ? this.#db.prepare('SELECT * FROM tool_pin_state ORDER BY server, kind, name').all()
-        : this.#db.prepare('SELECT * FROM tool_pin_state WHERE server = ? ORDER BY kind, name').all(server)
+        ? this.#stmt('SELECT * FROM tool_pin_state ORDER BY server, kind, name').all()
+        : this.#stmt('SELECT * FROM tool_pin_state WHERE server = ? ORDER BY kind, name').all(server)
     ) as StateRow[];
     return rows.map(toState);
   }
 
   setServed(key: DefinitionKey, hash: DefinitionHash | null): void {
-    this.#db
-      .prepare(
-        `INSERT INTO tool_pin_state (server, kind, name, served) VALUES (?, ?, ?, ?)
+    this.#stmt(
+      `INSERT INTO tool_pin_state (server, kind, name, served) VALUES (?, ?, ?, ?)
          ON CONFLICT (server, kind, name) DO UPDATE SET served = excluded.served`,
-      )
-      .run(key.server, key.kind, key.name, hash);
+    ).run(key.server, key.kind, key.name, hash);
   }
 
   setUpstream(key: DefinitionKey, hash: DefinitionHash | null, at: string): void {
-    this.#db
-      .prepare(
-        `INSERT INTO tool_pin_state (server, kind, name, upstream, upstream_at) VALUES (?, ?, ?, ?, ?)
+    this.#stmt(
+      `INSERT INTO tool_pin_state (server, kind, name, upstream, upstream_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (server, kind, name) DO UPDATE SET upstream = excluded.upstream, upstream_at = excluded.upstream_at`,
-      )
-      .run(key.server, key.kind, key.name, hash, at);
+    ).run(key.server, key.kind, key.name, hash, at);
   }
 
   appendLog(e: PinLogEntry): void {
-    this.#db
-      .prepare(
-        'INSERT INTO tool_pin_log (server, kind, name, hash, action, by, at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(e.server, e.kind, e.name, e.hash, e.action, e.by, e.at, e.reason ?? null);
+    this.#stmt(
+      'INSERT INTO tool_pin_log (server, kind, name, hash, action, by, at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ).run(e.server, e.kind, e.name, e.hash, e.action, e.by, e.at, e.reason ?? null);
   }
 
   log(key: DefinitionKey): PinLogEntry[] {
-    const rows = this.#db
-      .prepare('SELECT * FROM tool_pin_log WHERE server = ? AND kind = ? AND name = ? ORDER BY seq')
-      .all(key.server, key.kind, key.name) as LogRow[];
+    const rows = this.#stmt(
+      'SELECT * FROM tool_pin_log WHERE server = ? AND kind = ? AND name = ? ORDER BY seq',
+    ).all(key.server, key.kind, key.name) as LogRow[];
     return rows.map((r) => {
       const e: PinLogEntry = {
         server: r.server,
@@ -281,25 +283,23 @@ export class SqlitePinStore implements PinStore {
   }
 
   setServerInfo(r: ServerInfoRecord): void {
-    this.#db
-      .prepare(
-        `INSERT INTO tool_pin_servers (server, info, recorded_at, name, version, protocol_version)
+    this.#stmt(
+      `INSERT INTO tool_pin_servers (server, info, recorded_at, name, version, protocol_version)
          VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (server) DO UPDATE SET info = excluded.info, recorded_at = excluded.recorded_at,
            name = excluded.name, version = excluded.version, protocol_version = excluded.protocol_version`,
-      )
-      .run(
-        r.server,
-        JSON.stringify(r.info),
-        r.recordedAt,
-        r.name ?? null,
-        r.version ?? null,
-        r.protocolVersion ?? null,
-      );
+    ).run(
+      r.server,
+      JSON.stringify(r.info),
+      r.recordedAt,
+      r.name ?? null,
+      r.version ?? null,
+      r.protocolVersion ?? null,
+    );
   }
 
   serverInfo(server: string): ServerInfoRecord | undefined {
-    const row = this.#db.prepare('SELECT * FROM tool_pin_servers WHERE server = ?').get(server) as
+    const row = this.#stmt('SELECT * FROM tool_pin_servers WHERE server = ?').get(server) as
       | ServerRow
       | undefined;
     if (!row) return undefined;
@@ -315,14 +315,26 @@ export class SqlitePinStore implements PinStore {
   }
 
   servers(): string[] {
-    const rows = this.#db
-      .prepare('SELECT server FROM tool_pin_servers UNION SELECT server FROM tool_pin_state ORDER BY server')
-      .all() as Array<{ server: string }>;
+    const rows = this.#stmt(
+      'SELECT server FROM tool_pin_servers UNION SELECT server FROM tool_pin_state ORDER BY server',
+    ).all() as Array<{ server: string }>;
     return rows.map((r) => r.server);
   }
 
   transaction<T>(fn: () => T): T {
     return this.#db.transaction(fn).immediate();
+  }
+
+  readonly #statements = new Map<string, Database.Statement>();
+
+  /** Prepared statements are compiled once per SQL text (hot path: every tools/call). */
+  #stmt(sql: string): Database.Statement {
+    let st = this.#statements.get(sql);
+    if (!st) {
+      st = this.#db.prepare(sql);
+      this.#statements.set(sql, st);
+    }
+    return st;
   }
 
   close(): void {
