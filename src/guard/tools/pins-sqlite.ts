@@ -152,6 +152,7 @@ export class SqlitePinStore implements PinStore {
       fileMustExist: opts.mustExist ?? false,
       readonly: opts.readonly ?? false,
     });
+    this.#db.pragma('busy_timeout = 5000');
     this.#db.pragma('foreign_keys = ON');
     if (!opts.readonly) {
       this.#db.pragma('journal_mode = WAL');
