@@ -48,6 +48,7 @@ const CODE: Record<string, string[]> = {
   'S-SESS-5': ['src/config/schema.ts'],
   'S-SESS-6': ['src/transport/http-server.ts', 'src/mcp/protocol.ts'],
   'S-SESS-7': ['src/gateway/streams.ts', 'src/store/events.ts'],
+  'S-SESS-8': ['src/gateway/session.ts', 'src/transport/http-server.ts'],
   'C-TOOL-1': ['src/guard/tools/schema.ts', 'src/guard/tools/guard.ts'],
   'C-TOOL-2': ['src/guard/tools/scan.ts', 'src/guard/content/'],
   'C-TOOL-3': ['src/guard/tools/canonical.ts', 'src/guard/tools/manifest.ts'],
@@ -90,6 +91,8 @@ const CODE: Record<string, string[]> = {
   'S-AS-10': ['src/auth/server/callback.ts'],
   'S-SSRF-1': ['src/net/ssrf.ts', 'src/auth/server/cimd.ts'],
   'S-SSRF-2': ['src/net/ssrf.ts'],
+  'S-SESS-8':
+    'pending elicitations answered only through the owner\'s session (user-bound); tasks are forwarded to the per-user upstream session, not tracked by the gateway',
   'S-ELI-1': ['src/auth/upstream/user-oauth.ts', 'src/auth/upstream/routes.ts'],
   'C-IR-1': ['src/store/', 'src/admin/'],
   'C-IR-2': ['src/auth/resource/jwks.ts'],
