@@ -91,8 +91,6 @@ const CODE: Record<string, string[]> = {
   'S-AS-10': ['src/auth/server/callback.ts'],
   'S-SSRF-1': ['src/net/ssrf.ts', 'src/auth/server/cimd.ts'],
   'S-SSRF-2': ['src/net/ssrf.ts'],
-  'S-SESS-8':
-    'pending elicitations answered only through the owner\'s session (user-bound); tasks are forwarded to the per-user upstream session, not tracked by the gateway',
   'S-ELI-1': ['src/auth/upstream/user-oauth.ts', 'src/auth/upstream/routes.ts'],
   'C-IR-1': ['src/store/', 'src/admin/'],
   'C-IR-2': ['src/auth/resource/jwks.ts'],
@@ -103,6 +101,8 @@ const PINNING_OPT_IN =
 
 /** Implemented in part: the reason is shown in the matrix. */
 const PARTIAL: Record<string, string> = {
+  'S-SESS-8':
+    "pending elicitations answered only through the owner's session (user-bound); tasks are forwarded to the per-user upstream session, not tracked by the gateway",
   'C-TOK-4':
     'upstream tokens and stored secrets encrypted (AES-256-GCM, env/file/Vault/Azure keys, rotation); the AS signing keys are not yet encrypted',
   'S-ELI-1':
