@@ -97,7 +97,7 @@ export class Session {
   readonly #streamPrefix = randomBytes(6).toString('base64url');
   #streamCounter = 0;
   /** Client request ids the client cancelled while they were in flight. */
-  readonly #cancelled = new Set<JsonRpcId>();
+  #cancelled: Set<JsonRpcId> | undefined;
 
   constructor(
     identity: Identity,
@@ -451,7 +451,7 @@ export class Session {
       this.#deps.log('error', `request failed: ${(err as Error).message}`);
       res = errorResponse(req.id, ErrorCode.InternalError, 'Internal error');
     }
-    if (this.#cancelled.delete(req.id) || isCancelledAnswer(res)) {
+    if (this.#cancelled?.delete(req.id) || isCancelledAnswer(res)) {
       // Cancelled by the client: MCP says no response is sent; just end the stream.
       stream.end();
       return;
@@ -621,6 +621,7 @@ export class Session {
       if (id === undefined) return;
       for (const [name, c] of this.#upstreams) {
         if (c.has(id)) {
+          if (!this.#cancelled) this.#cancelled = new Set();
           this.#cancelled.add(id);
           await this.#deps.pipeline.notification(this.#ctx(name, 'client-to-server'), n, async () => {
             c.cancel(id, n.params?.reason);

@@ -59,6 +59,17 @@ function poolFor(url: URL, tls: UpstreamTls | undefined): Pool {
   return p;
 }
 
+const urls = new Map<string, URL>();
+/** One parsed URL per upstream URL string, shared by every session (treated as read-only). */
+function parsedUrl(u: string): URL {
+  let v = urls.get(u);
+  if (!v) {
+    v = new URL(u);
+    urls.set(u, v);
+  }
+  return v;
+}
+
 /** Pinning policy of one upstream: SPKI pins and an optional CA bundle (PEM). */
 export interface UpstreamTls {
   pins: readonly string[];
@@ -95,7 +106,15 @@ export class StreamableHttpTransport implements UpstreamTransport {
   readonly #pool: Pool;
   readonly #path: string;
   /** Aborts every in-flight POST of this connection on close (one controller, not one per request). */
-  readonly #abort = new AbortController();
+  #abortController: AbortController | undefined;
+  /** Created on the first POST: idle sessions do not pay for it. */
+  get #abort(): AbortController {
+    if (!this.#abortController) {
+      this.#abortController = new AbortController();
+      setMaxListeners(0, this.#abortController.signal);
+    }
+    return this.#abortController;
+  }
   #sessionId: string | undefined;
   #protocolVersion: string | undefined;
   #closed = false;
@@ -104,11 +123,10 @@ export class StreamableHttpTransport implements UpstreamTransport {
   /** Pending while the first GET stream is being established (see send). */
   #getReady: Promise<void> | undefined;
   #onGetSettled: (() => void) | undefined;
-  readonly #inflight = new Set<http.ClientRequest>();
 
   constructor(opts: HttpTransportOptions) {
     this.#opts = opts;
-    this.#url = new URL(opts.url);
+    this.#url = parsedUrl(opts.url);
     const secure = this.#url.protocol === 'https:';
     this.#agent = secure
       ? opts.tls
@@ -118,8 +136,6 @@ export class StreamableHttpTransport implements UpstreamTransport {
     this.#request = secure ? https.request : http.request;
     this.#max = opts.maxMessageBytes ?? 16 * 1024 * 1024;
     this.#pool = poolFor(this.#url, opts.tls);
-    // Every concurrent POST listens on the one abort signal; undici removes each listener when done.
-    setMaxListeners(0, this.#abort.signal);
     this.#path = `${this.#url.pathname}${this.#url.search}`;
   }
 
@@ -419,9 +435,7 @@ export class StreamableHttpTransport implements UpstreamTransport {
     if (this.#closed) return;
     this.#closed = true;
     this.#getStream?.destroy();
-    for (const r of this.#inflight) r.destroy();
-    this.#inflight.clear();
-    this.#abort.abort();
+    this.#abortController?.abort();
     this.onclose?.(reason);
   }
 
