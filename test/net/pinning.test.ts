@@ -21,6 +21,7 @@ import {
   spkiPin,
   upstreamTlsSchema,
 } from '../../src/net/pinning.ts';
+import { selfSignedCert } from '../helpers/certs.ts';
 
 function run(cmd: string, args: string[]): Promise<boolean> {
   return new Promise((resolve) => execFile(cmd, args, { timeout: 30_000 }, (err) => resolve(!err)));
@@ -32,31 +33,10 @@ interface Pem {
   key: string;
 }
 
-/** A self-signed P-256 certificate for localhost / 127.0.0.1. */
+/** A self-signed P-256 certificate for localhost / 127.0.0.1 (PEM texts and the cert path). */
 async function selfSigned(dir: string, name: string): Promise<Pem> {
-  const certFile = join(dir, `${name}.crt`);
-  const keyFile = join(dir, `${name}.key`);
-  const ok = await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    keyFile,
-    '-out',
-    certFile,
-    '-days',
-    '1',
-    '-subj',
-    `/CN=${name}`,
-    '-addext',
-    'subjectAltName=DNS:localhost,IP:127.0.0.1',
-  ]);
-  if (!ok) throw new Error('openssl req failed');
-  return { certFile, cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
+  const c = await selfSignedCert(dir, name);
+  return { certFile: c.cert, cert: readFileSync(c.cert, 'utf8'), key: readFileSync(c.key, 'utf8') };
 }
 
 /** The RFC 7469 pin as the openssl CLI computes it (independent of spkiPin). */

@@ -22,6 +22,7 @@ import {
   tlsFilesFromConfig,
   tlsSchema,
 } from '../../src/net/tls.ts';
+import { selfSignedCert } from '../helpers/certs.ts';
 
 function run(cmd: string, args: string[]): Promise<boolean> {
   return new Promise((resolve) => execFile(cmd, args, { timeout: 30_000 }, (err) => resolve(!err)));
@@ -29,29 +30,8 @@ function run(cmd: string, args: string[]): Promise<boolean> {
 
 /** A self-signed P-256 certificate for localhost / 127.0.0.1, written to `dir/<name>.{crt,key}`. */
 async function selfSigned(dir: string, name: string): Promise<TlsFiles> {
-  const certFile = join(dir, `${name}.crt`);
-  const keyFile = join(dir, `${name}.key`);
-  const ok = await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    keyFile,
-    '-out',
-    certFile,
-    '-days',
-    '1',
-    '-subj',
-    `/CN=${name}`,
-    '-addext',
-    'subjectAltName=DNS:localhost,IP:127.0.0.1',
-  ]);
-  if (!ok) throw new Error('openssl req failed');
-  return { certFile, keyFile };
+  const c = await selfSignedCert(dir, name);
+  return { certFile: c.cert, keyFile: c.key };
 }
 
 const hasOpenssl = await run('openssl', ['version']);
