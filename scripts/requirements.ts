@@ -106,7 +106,7 @@ const PARTIAL: Record<string, string> = {
   'C-TOK-4':
     'upstream tokens and stored secrets encrypted (AES-256-GCM, env/file/Vault/Azure keys, rotation); the AS signing keys are not yet encrypted',
   'S-ELI-1':
-    'per-user upstream OAuth state bound to the user; the gateway page / URL elicitation is not mounted yet',
+    'URL elicitation to the gateway page, state bound to the signed-in user; no elicitation/complete notification to the waiting client yet',
   'C-AUTHN-4':
     'per server, tool, prompt and resource rules, admin role for the admin API; no per-argument or per-group policy yet',
   'S-TOK-3':
@@ -127,7 +127,7 @@ const PARTIAL: Record<string, string> = {
   'C-AUTHN-1':
     'generic OIDC and Entra profiles validated; the gateway AS federates to an OIDC IdP; Entra federation preset not proven end to end',
   'C-AUTHN-7':
-    'step-up challenge (acr/amr) in the validator; no configuration source for per-tool acr requirements yet',
+    'step-up per tool/prompt/resource (acr, amr, max age); no contextual risk signals (new device, anomaly score) yet',
   'C-SESS-5':
     'idle and absolute expiry, revocation on DELETE/admin across instances; no rotation after step-up, no invalidation on user lock yet',
   'C-AI-1': 'detectors built and measured; output scanning is not yet a pipeline stage',
