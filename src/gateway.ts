@@ -81,6 +81,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
   const audit = new AuditLog([new JsonlSink(config.audit.jsonl), recentEvents, ...(opts.auditSinks ?? [])]);
   const interceptors = [...(opts.interceptors ?? [])];
   let pins: SqlitePinStore | undefined;
+  let toolGuard: ToolGuard | undefined;
   if (config.tools.pinning !== 'off') {
     pins = new SqlitePinStore(config.state.sqlite);
     const guard = new ToolGuard({
@@ -100,6 +101,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
           )
         : undefined,
     });
+    toolGuard = guard;
     interceptors.push(createToolGuardInterceptor(guard));
   }
   const pipeline = new Pipeline(interceptors);
@@ -285,6 +287,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
       ),
   });
   admin = createAdminApi({
+    onDecision: () => toolGuard?.invalidate(),
     authenticate: adminAuthenticate,
     approvals: new Approvals(adminPins),
     pinStore: adminPins,

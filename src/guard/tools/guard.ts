@@ -143,6 +143,9 @@ const quoteName = (name: string): string =>
   JSON.stringify(name.length > 128 ? `${name.slice(0, 128)}…` : name);
 
 /** The client-facing message of a refusal (names the definition, says nothing more than needed). */
+/** How long a call decision is reused (decisions made in another process are seen after it). */
+const CALL_CACHE_MS = 1000;
+
 export function refusalMessage(kind: DefinitionKind, name: string, refusal: CallRefusal): string {
   const what = `${KIND_NOUN[kind]} ${quoteName(name)}`;
   switch (refusal) {
@@ -338,6 +341,21 @@ export class ToolGuard {
     advertised: readonly unknown[],
     opts: { complete: boolean; audit?: AuditEmitter; actor?: AuditInput['actor']; session?: string },
   ): Promise<Observation> {
+    this.#callCache.clear();
+    try {
+      return await this.#observe(server, kind, advertised, opts);
+    } finally {
+      // State may have changed: no call may be decided on what was cached before.
+      this.#callCache.clear();
+    }
+  }
+
+  async #observe(
+    server: string,
+    kind: DefinitionKind,
+    advertised: readonly unknown[],
+    opts: { complete: boolean; audit?: AuditEmitter; actor?: AuditInput['actor']; session?: string },
+  ): Promise<Observation> {
     const m = await this.#manifest(server);
     const changes: DefinitionChange[] = [];
     const prepared: Prepared[] = [];
@@ -525,7 +543,30 @@ export class ToolGuard {
    * `server` may be forwarded: it must have a served approved version that the upstream
    * currently advertises unchanged. Does NOT validate arguments ({@link validateArguments}).
    */
+  /**
+   * Call decisions are reused for {@link CALL_CACHE_MS}: every observation made here clears
+   * them at once (a rug pull is refused immediately); a decision taken in another process
+   * (the `tools` CLI) is seen within that time.
+   */
+  readonly #callCache = new Map<string, { at: number; decision: CallDecision }>();
+
+  /** Forgets cached call decisions (after an approval, rejection or rollback in this process). */
+  invalidate(): void {
+    this.#callCache.clear();
+  }
+
   async checkCall(server: string, kind: DefinitionKind, name: string): Promise<CallDecision> {
+    const key = `${server}\u0000${kind}\u0000${name}`;
+    const now = Date.now();
+    const hit = this.#callCache.get(key);
+    if (hit && now - hit.at < CALL_CACHE_MS) return hit.decision;
+    const decision = await this.#checkCall(server, kind, name);
+    if (this.#callCache.size > 10_000) this.#callCache.clear();
+    this.#callCache.set(key, { at: now, decision });
+    return decision;
+  }
+
+  async #checkCall(server: string, kind: DefinitionKind, name: string): Promise<CallDecision> {
     const m = await this.#manifest(server);
     if (m.state === 'invalid') return { ok: false, refusal: 'manifest_invalid' };
     const key: DefinitionKey = { server, kind, name };
