@@ -19,10 +19,30 @@ export class JsonlSink implements AuditSink {
       });
     }
   }
+  #pending: string[] = [];
+  #scheduled = false;
+
+  /**
+   * Queues one line; lines written in the same turn of the event loop go out in one write
+   * (one file system call instead of one per event). Nothing is held longer than that turn.
+   */
   write(event: AuditEvent): void {
-    this.#out.write(`${JSON.stringify(event)}\n`);
+    this.#pending.push(`${JSON.stringify(event)}\n`);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(this.#flush);
   }
+
+  #flush = (): void => {
+    this.#scheduled = false;
+    if (this.#pending.length === 0) return;
+    const chunk = this.#pending.join('');
+    this.#pending = [];
+    this.#out.write(chunk);
+  };
+
   close(): Promise<void> {
+    this.#flush();
     if (!this.#owned) return Promise.resolve();
     return new Promise((resolve) => (this.#out as WriteStream).end(resolve));
   }
