@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -122,6 +122,25 @@ describe('mcp-warden tools / inventory (CLI on the SQLite pin store)', () => {
     assert.equal(await inventoryCmd(['--db', db], text), 0);
     assert.match(text.stdout, /^sql {2}\(sql-mcp 3\.1\.0, protocol 2025-11-25/);
     assert.ok(text.stdout.includes(h1));
+  });
+
+  it('[C-SUP-4] inventory with --config shows how each server is launched, with a fingerprint', async () => {
+    const cfgFile = join(dir, 'warden.yaml');
+    writeFileSync(
+      cfgFile,
+      `state:\n  sqlite: ${db}\nservers:\n  - name: sql\n    transport: stdio\n    command: /usr/bin/sql-mcp\n    args: [--read-only]\n`,
+    );
+    const io = capture();
+    assert.equal(await inventoryCmd(['--config', cfgFile, '--json'], io), 0);
+    const inv = JSON.parse(io.stdout) as Array<{
+      server: string;
+      launch?: { describe: string; fingerprint: string };
+    }>;
+    assert.equal(inv[0]?.launch?.describe, '/usr/bin/sql-mcp --read-only');
+    assert.match(inv[0]?.launch?.fingerprint ?? '', /^sha256:[0-9a-f]{64}$/);
+    const text = capture();
+    assert.equal(await inventoryCmd(['--config', cfgFile], text), 0);
+    assert.match(text.stdout, /launch \/usr\/bin\/sql-mcp --read-only {2}sha256:/);
   });
 
   it('[C-TOOL-3] tools manifest prints the payload of what is approved, ready to sign', async () => {

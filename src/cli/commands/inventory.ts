@@ -3,7 +3,9 @@
  * recorded `serverInfo`), and the hashes of its approved definitions [C-SUP-4].
  */
 import { parseArgs } from 'node:util';
+import { loadConfigFile } from '../../config/load.ts';
 import { makeVisible } from '../../guard/tools/approval.ts';
+import { definitionHash } from '../../guard/tools/canonical.ts';
 import { type InventoryServer, inventory } from '../../guard/tools/inventory.ts';
 import { SqlitePinStore } from '../../guard/tools/pins-sqlite.ts';
 import { type CommandIO, DEFAULT_DB, resolveDbPath } from './tools.ts';
@@ -26,6 +28,31 @@ const USAGE = `usage: mcp-warden inventory [--config FILE | --db FILE] [--server
 
 const vis = (s: string): string => makeVisible(s).text;
 
+/** How a configured server is launched or reached. */
+interface Launch {
+  transport: string;
+  describe: string;
+  /** SHA-256 of the canonical launch description (command, arguments, environment names / URL, pins). */
+  fingerprint: string;
+}
+
+function launchesFrom(configFile: string): Map<string, Launch> {
+  const cfg = loadConfigFile(configFile);
+  const out = new Map<string, Launch>();
+  for (const srv of cfg.servers) {
+    const described =
+      srv.transport === 'stdio'
+        ? { command: srv.command, args: srv.args, env: Object.keys(srv.env).sort(), cwd: srv.cwd ?? null }
+        : { url: srv.url, pins: srv.transport === 'http' ? (srv.tls?.pins ?? []) : [] };
+    out.set(srv.name, {
+      transport: srv.transport,
+      describe: srv.transport === 'stdio' ? [srv.command, ...srv.args].join(' ') : srv.url,
+      fingerprint: definitionHash(described),
+    });
+  }
+  return out;
+}
+
 function print(servers: InventoryServer[], io: CommandIO): void {
   if (servers.length === 0) {
     io.out('no servers recorded\n');
@@ -37,6 +64,8 @@ function print(servers: InventoryServer[], io: CommandIO): void {
       ? `${vis(info.name ?? '?')} ${vis(info.version ?? '?')}, protocol ${vis(info.protocolVersion ?? '?')}, recorded ${info.recordedAt}`
       : 'serverInfo not recorded';
     io.out(`${s.server}  (${version})\n`);
+    const launch = (s as InventoryServer & { launch?: Launch }).launch;
+    if (launch) io.out(`  launch ${vis(launch.describe)}  ${launch.fingerprint}\n`);
     for (const d of s.definitions) {
       const notes = [
         d.drift ? `upstream now ${d.upstream}` : '',
@@ -90,7 +119,16 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
     return 1;
   }
   try {
-    const servers = inventory(store, values.server);
+    const servers: (InventoryServer & { launch?: Launch })[] = inventory(store, values.server);
+    if (values.config) {
+      // How each server is started or reached, from the configuration, with a fingerprint an
+      // operator can compare across hosts (C-SUP-4; package integrity pins are C-SUP-3, later).
+      const launches = launchesFrom(values.config);
+      for (const srv of servers) {
+        const l = launches.get(srv.server);
+        if (l) srv.launch = l;
+      }
+    }
     if (values.json) io.out(`${JSON.stringify(servers, null, 2)}\n`);
     else print(servers, io);
     return 0;
