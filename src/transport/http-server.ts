@@ -43,6 +43,8 @@ export type AuthResult =
       headers: Record<string, string>;
       body: Record<string, unknown>;
       reason: string;
+      /** The token's subject when it was valid but refused (revoked): its session is ended. */
+      user?: string;
     };
 
 /** Authenticates one HTTP request for an MCP endpoint; `extraScopes` are needed for this message (tool scopes). */
@@ -407,9 +409,21 @@ export class GatewayHttpServer {
         type: 'auth.decision',
         decision: 'deny',
         reason: auth.reason,
-        actor: { user: 'unknown', ip: req.socket.remoteAddress ?? '' },
+        actor: { user: auth.user ?? 'unknown', ip: req.socket.remoteAddress ?? '' },
         detail: { path },
       });
+      // A revoked token ends the session it was used with, on every instance [C-SESS-5].
+      const sid = one(req.headers['mcp-session-id']);
+      if (auth.reason === 'token_revoked' && auth.user && sid) {
+        await this.revoke(auth.user, sid).catch(() => {});
+        this.#deps.audit({
+          type: 'session.terminated',
+          decision: 'info',
+          reason: 'token_revoked',
+          session: sid,
+          actor: { user: auth.user },
+        });
+      }
       return sendJson(res, auth.status, auth.body, auth.headers);
     }
     const identity = auth.identity;

@@ -128,12 +128,41 @@ describe('Embedded default: authentication on, development login, consent', () =
     );
 
     const client = new Client({ name: 'demo', version: '1' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(endpoint), { authProvider: provider }));
+    const transport = new StreamableHTTPClientTransport(new URL(endpoint), { authProvider: provider });
+    await client.connect(transport);
     const { tools } = await client.listTools();
     assert.ok(tools.some((t) => t.name === 'echo'));
     const r = await client.callTool({ name: 'echo', arguments: { message: 'through the warden' } });
     assert.deepEqual(r.content, [{ type: 'text', text: 'Echo: through the warden' }]);
-    await client.close();
     assert.ok(sink.events.some((e) => e.type === 'session.created' && e.actor?.user === 'admin'));
+
+    // [C-SESS-5][C-TOK-7] Revoking the token (RFC 7009) refuses it at once and ends its session.
+    const sid = transport.sessionId!;
+    const access = tokens!.access_token;
+    const rev = await fetch(`${gw.url}/oauth/revoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: access, client_id: info!.client_id }).toString(),
+    });
+    assert.equal(rev.status, 200);
+    const list = JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'tools/list' });
+    const h = {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      'mcp-session-id': sid,
+      'mcp-protocol-version': '2025-11-25',
+    };
+    const refused = await fetch(endpoint, {
+      method: 'POST',
+      headers: { ...h, authorization: `Bearer ${access}` },
+      body: list,
+    });
+    assert.equal(refused.status, 401);
+    assert.ok(
+      sink.events.some(
+        (e) => e.type === 'session.terminated' && e.reason === 'token_revoked' && e.session === sid,
+      ),
+    );
+    await client.close().catch(() => {});
   });
 });

@@ -98,6 +98,7 @@ export function createGatewayAuth(
           },
           body: { error: 'invalid_token', error_description: 'The access token was revoked' },
           reason: 'token_revoked',
+          user: out.identity.user,
         };
       }
       if (out.ok) {
