@@ -129,7 +129,7 @@ const PARTIAL: Record<string, string> = {
   'C-AUTHN-7':
     'step-up per tool/prompt/resource (acr, amr, max age); no contextual risk signals (new device, anomaly score) yet',
   'C-SESS-5':
-    'idle and absolute expiry, revocation on DELETE/admin across instances; no rotation after step-up, no invalidation on user lock yet',
+    'idle and absolute expiry; immediate invalidation on DELETE, admin termination, token revocation and user lock, on every instance; no session id rotation after step-up (step-up is checked on every request instead)',
   'C-AI-1': 'detectors built and measured; output scanning is not yet a pipeline stage',
   'C-AI-4':
     'secret and exfiltration detectors built; not yet a pipeline stage (no redaction of live outputs)',

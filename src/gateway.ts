@@ -309,6 +309,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
         await httpServer.revoke(x.identity.user, id);
         return true;
       },
+      setLocked: (user, locked) => httpServer.setLocked(user, locked),
       terminateUser: async (user) => {
         const n = [...httpServer.sessions.values()].filter(
           (x) => !x.closed && x.identity.user === user,

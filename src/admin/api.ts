@@ -67,6 +67,8 @@ export interface AdminSessions {
   terminate(id: string, reason: string): Promise<boolean>;
   /** Ends every session of `user`; returns how many were ended. */
   terminateUser(user: string, reason: string): Promise<number>;
+  /** Locks (or unlocks) a user: a locked user's requests are refused on every instance. Optional. */
+  setLocked?(user: string, locked: boolean): Promise<void>;
 }
 
 /** A decision taken through the API, for the gateway to react (e.g. send `list_changed`). */
@@ -382,6 +384,25 @@ export function createAdminApi(deps: AdminApiDeps): AdminApi {
     sendJson(ctx.res, 200, { user, terminated: count });
   };
 
+  const userLock = async (ctx: Ctx, rawUser: string, locked: boolean): Promise<void> => {
+    if (ctx.req.method !== 'POST') throw methodNotAllowed('POST');
+    if (!deps.sessions.setLocked) throw notFound('user locking is not configured');
+    const user = idSegment(rawUser, 'user');
+    const b = await body(ctx, true);
+    fields(b, ['reason'], []);
+    const note = reasonField(b.reason, false);
+    await deps.sessions.setLocked(user, locked);
+    const count = locked ? await deps.sessions.terminateUser(user, ADMIN_REASONS.terminate) : 0;
+    emit({
+      type: 'auth.decision',
+      decision: locked ? 'deny' : 'allow',
+      reason: locked ? 'admin_lock_user' : 'admin_unlock_user',
+      actor: ctx.actor,
+      detail: { by: ctx.by, user, ...(locked ? { sessions: count } : {}), ...(note ? { note } : {}) },
+    });
+    sendJson(ctx.res, 200, { user, locked, ...(locked ? { terminated: count } : {}) });
+  };
+
   // ---- audit ----
 
   const auditRoute = (ctx: Ctx): void => {
@@ -413,6 +434,8 @@ export function createAdminApi(deps: AdminApiDeps): AdminApi {
     if (head === 'sessions' && rest.length === 1) return sessionDelete(ctx, rest[0] as string);
     if (head === 'users' && rest.length === 2 && rest[1] === 'terminate-sessions')
       return userTerminate(ctx, rest[0] as string);
+    if (head === 'users' && rest.length === 2 && (rest[1] === 'lock' || rest[1] === 'unlock'))
+      return userLock(ctx, rest[0] as string, rest[1] === 'lock');
     if (head === 'audit' && rest.length === 0) return auditRoute(ctx);
     throw notFound();
   };

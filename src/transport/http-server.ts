@@ -215,6 +215,33 @@ export class GatewayHttpServer {
       : http.createServer(serverOptions, handler);
   }
 
+  readonly #lockCache = new Map<string, { at: number; locked: boolean }>();
+
+  /**
+   * Whether `user` is locked by an administrator (shared store; decisions of other instances are
+   * seen within one second, of this instance at once) [C-IR-1].
+   */
+  async isLocked(user: string): Promise<boolean> {
+    const store = this.#deps.store;
+    if (!store || user === 'anonymous') return false;
+    const now = Date.now();
+    const hit = this.#lockCache.get(user);
+    if (hit && now - hit.at < 1000) return hit.locked;
+    const locked = (await store.kv.get(`lock:user:${user}`)) === '1';
+    if (this.#lockCache.size > 10_000) this.#lockCache.clear();
+    this.#lockCache.set(user, { at: now, locked });
+    return locked;
+  }
+
+  /** Locks or unlocks a user on every instance; locking also ends all of the user's sessions. */
+  async setLocked(user: string, locked: boolean): Promise<void> {
+    const store = this.#deps.store;
+    if (!store) throw new Error('user locking needs the state store');
+    if (locked) await store.kv.set(`lock:user:${user}`, '1');
+    else await store.kv.delete(`lock:user:${user}`);
+    this.#lockCache.set(user, { at: Date.now(), locked });
+  }
+
   /**
    * Ends a session (or every session of `user` when `sessionId` is omitted) on all instances:
    * deleted from the shared store and announced on the revocation channel [C-SESS-5, C-SESS-7].
@@ -427,6 +454,20 @@ export class GatewayHttpServer {
       return sendJson(res, auth.status, auth.body, auth.headers);
     }
     const identity = auth.identity;
+    try {
+      if (await this.isLocked(identity.user)) {
+        this.#deps.audit({
+          type: 'auth.decision',
+          decision: 'deny',
+          reason: 'user_locked',
+          actor: { user: identity.user, ip: req.socket.remoteAddress ?? '' },
+          detail: { path },
+        });
+        return rpcError(res, 403, ErrorCode.Forbidden, 'Forbidden: this account is locked');
+      }
+    } catch (err) {
+      return this.#unavailable(res, err);
+    }
     if (auth.token) this.#tokens.set(req, auth.token);
     const httpRule = this.#deps.config.rateLimits?.http;
     if (httpRule && this.#deps.store) {

@@ -188,6 +188,56 @@ describe('Protected resource in the running gateway (RFC 9728, RFC 6750, RFC 870
     assert.equal(up.requests.length, before, 'the call was not forwarded');
   });
 
+  it('[C-IR-1][C-SESS-5] an administrator locks a user: sessions end and every request is refused until unlocked', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const userToken = await op.sign({
+      iss: op.issuer,
+      sub: 'locked-user',
+      aud: `${base}/mcp/rec`,
+      scope: 'mcp:read',
+      iat: now,
+      exp: now + 300,
+    });
+    const adminToken = await op.sign({
+      iss: op.issuer,
+      sub: 'root',
+      aud: `${base}/admin`,
+      roles: ['mcp-warden.admin'],
+      iat: now,
+      exp: now + 300,
+    });
+    const h = { ...ACCEPT, authorization: `Bearer ${userToken}` };
+    const init = await fetch(`${base}/mcp/rec`, { method: 'POST', headers: h, body: INIT });
+    assert.equal(init.status, 200);
+    const sid = init.headers.get('mcp-session-id')!;
+    const admin = (action: string) =>
+      fetch(`${base}/admin/users/locked-user/${action}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ reason: 'incident 42' }),
+      });
+    const locked = await admin('lock');
+    assert.equal(locked.status, 200, await locked.clone().text());
+    const refused = await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...h, 'mcp-session-id': sid },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+    });
+    assert.equal(refused.status, 403);
+    assert.ok(sink.events.some((e) => e.reason === 'user_locked' && e.actor?.user === 'locked-user'));
+    const again = await fetch(`${base}/mcp/rec`, { method: 'POST', headers: h, body: INIT });
+    assert.equal(again.status, 403, 'no new session either');
+    assert.equal((await admin('unlock')).status, 200);
+    const back = await fetch(`${base}/mcp/rec`, { method: 'POST', headers: h, body: INIT });
+    assert.equal(back.status, 200);
+    const old = await fetch(`${base}/mcp/rec`, {
+      method: 'POST',
+      headers: { ...h, 'mcp-session-id': sid },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' }),
+    });
+    assert.equal(old.status, 404, 'the session ended by the lock stays ended');
+  });
+
   it('[C-SESS-2][C-SESS-4][S-SESS-2] a session id presented with another user token is not found and audited', async () => {
     const t = await token();
     const init = await fetch(`${base}/mcp/rec`, {
