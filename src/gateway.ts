@@ -242,7 +242,13 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
         }
     }
     const legacy = kind === 'tool' ? srv.toolScopes[name] : undefined;
-    if (!rule && !legacy) return access.default === 'deny' ? 'deny' : undefined;
+    const hasRules =
+      Object.keys(access.tools).length +
+        Object.keys(access.prompts).length +
+        Object.keys(access.resources).length >
+      0;
+    const fallback = access.default ?? (hasRules ? 'deny' : 'allow');
+    if (!rule && !legacy) return fallback === 'deny' ? 'deny' : undefined;
     return { ...(rule ?? {}), scopes: [...(rule?.scopes ?? []), ...(legacy ?? [])] };
   };
   const httpServer = new GatewayHttpServer({

@@ -73,13 +73,14 @@ const serverBase = {
    */
   access: z
     .object({
-      default: z.enum(['allow', 'deny']).default('allow'),
+      /** What has no rule: `deny` by default as soon as any rule is configured, else `allow`. */
+      default: z.enum(['allow', 'deny']).optional(),
       tools: z.record(z.string(), accessRule).default({}),
       prompts: z.record(z.string(), accessRule).default({}),
       resources: z.record(z.string(), accessRule).default({}),
     })
     .strict()
-    .default({ default: 'allow', tools: {}, prompts: {}, resources: {} }),
+    .default({ tools: {}, prompts: {}, resources: {} }),
 };
 
 const stdioServer = z
