@@ -372,8 +372,21 @@ export class GatewayHttpServer {
     const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
-      const ready = this.#deps.isReady() && !this.#draining;
-      return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' });
+      // Ready only while the state backend answers: a load balancer stops sending traffic to an
+      // instance that would answer 503 anyway.
+      let stateOk = true;
+      if (this.#deps.store) {
+        try {
+          await this.#deps.store.kv.get('readyz');
+        } catch {
+          stateOk = false;
+        }
+      }
+      const ready = this.#deps.isReady() && !this.#draining && stateOk;
+      return sendJson(res, ready ? 200 : 503, {
+        status: ready ? 'ready' : 'not ready',
+        ...(stateOk ? {} : { reason: 'state backend unavailable' }),
+      });
     }
     // DNS rebinding: the Host header must name this gateway.
     const host = (req.headers.host ?? '').toLowerCase();

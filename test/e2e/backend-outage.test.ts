@@ -105,6 +105,8 @@ describe('State backend outage during load [C-AUTHN-3]', redisBinary, () => {
     await killRedis();
     await sleep(1500);
     const during = statuses.length;
+    const notReady = await fetch(`${gw.url}/readyz`);
+    assert.equal(notReady.status, 503, '/readyz reports the lost state backend');
     await startRedis();
     // Recovery: a new session works again without restarting the gateway.
     const deadline = Date.now() + 15_000;
@@ -130,6 +132,7 @@ describe('State backend outage during load [C-AUTHN-3]', redisBinary, () => {
     );
     assert.ok(!statuses.includes(500), 'no 500 during the outage');
     assert.ok(recovered, 'the gateway recovered when Redis came back');
+    assert.equal((await fetch(`${gw.url}/readyz`)).status, 200);
     assert.ok(sink.events.some((e) => e.reason === 'store_unavailable'));
   });
 });
