@@ -6,14 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { auth, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
-import type {
-  OAuthClientInformationMixed,
-  OAuthClientMetadata,
-  OAuthTokens,
-} from '@modelcontextprotocol/sdk/shared/auth.js';
+import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { ResourceServer } from '../../src/auth/resource/index.ts';
 import { type AsHarness, CookieAgent, formFields, startAsHarness } from '../helpers/browser.ts';
+import { memoryOAuthClient } from '../helpers/oauth-client.ts';
 
 let h: AsHarness;
 let rs: ResourceServer;
@@ -41,49 +37,27 @@ after(async () => {
 describe('MCP SDK client against the authorization server', () => {
   it('[S-AS-1][S-AS-3][S-RS-6] auth() registers by DCR, passes consent, and gets a token the resource validator accepts', async () => {
     const redirectUrl = 'http://127.0.0.1:61234/callback';
-    let info: OAuthClientInformationMixed | undefined;
-    let tokens: OAuthTokens | undefined;
-    let verifier = '';
-    let authUrl: URL | undefined;
-    const provider: OAuthClientProvider = {
-      get redirectUrl() {
-        return redirectUrl;
+    const c = memoryOAuthClient({
+      redirectUrl,
+      state: 'sdk-state',
+      metadata: {
+        client_name: 'SDK test client',
+        redirect_uris: [redirectUrl],
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
       },
-      get clientMetadata(): OAuthClientMetadata {
-        return {
-          client_name: 'SDK test client',
-          redirect_uris: [redirectUrl],
-          token_endpoint_auth_method: 'none',
-          grant_types: ['authorization_code', 'refresh_token'],
-          response_types: ['code'],
-        };
-      },
-      state: () => 'sdk-state',
-      clientInformation: () => info,
-      saveClientInformation: (i) => {
-        info = i;
-      },
-      tokens: () => tokens,
-      saveTokens: (t) => {
-        tokens = t;
-      },
-      redirectToAuthorization: (u) => {
-        authUrl = u;
-      },
-      saveCodeVerifier: (v) => {
-        verifier = v;
-      },
-      codeVerifier: () => verifier,
-    };
+    });
+    const provider = c.provider;
 
     assert.equal(await auth(provider, { serverUrl: h.resource }), 'REDIRECT');
-    assert.ok(info?.client_id.startsWith('mcpw_'), 'registered by DCR');
-    assert.equal(authUrl!.searchParams.get('code_challenge_method'), 'S256');
-    assert.equal(authUrl!.searchParams.get('resource'), h.resource);
+    assert.ok(c.info?.client_id.startsWith('mcpw_'), 'registered by DCR');
+    assert.equal(c.authUrl!.searchParams.get('code_challenge_method'), 'S256');
+    assert.equal(c.authUrl!.searchParams.get('resource'), h.resource);
 
     const agent = new CookieAgent();
     const onServers = (u: URL) => u.origin === h.base || u.origin === h.op!.issuer;
-    const hops = await agent.walk(authUrl!.href, onServers);
+    const hops = await agent.walk(c.authUrl!.href, onServers);
     const page = hops.at(-1)!;
     assert.match(page.body, /SDK test client/);
     const done = await agent.walk(`${h.base}/oauth/consent`, onServers, {
@@ -97,19 +71,19 @@ describe('MCP SDK client against the authorization server', () => {
       await auth(provider, { serverUrl: h.resource, authorizationCode: back.searchParams.get('code')! }),
       'AUTHORIZED',
     );
-    assert.ok(tokens?.access_token);
+    assert.ok(c.tokens?.access_token);
     const o = await rs.authenticate(
-      { method: 'POST', url: h.resource, headers: { authorization: `Bearer ${tokens.access_token}` } },
+      { method: 'POST', url: h.resource, headers: { authorization: `Bearer ${c.tokens.access_token}` } },
       h.resource,
       ['mcp:read'],
     );
     assert.ok(o.ok, o.ok ? '' : o.reason.code);
     assert.equal(o.identity.user, 'alice');
-    assert.equal(o.identity.client, info!.client_id);
+    assert.equal(o.identity.client, c.info!.client_id);
 
     // Refresh through the SDK: rotation, and the new token is accepted too.
-    const first = tokens.refresh_token;
+    const first = c.tokens.refresh_token;
     assert.equal(await auth(provider, { serverUrl: h.resource }), 'AUTHORIZED');
-    assert.notEqual(tokens.refresh_token, first);
+    assert.notEqual(c.tokens.refresh_token, first);
   });
 });

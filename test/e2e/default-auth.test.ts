@@ -9,19 +9,15 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { auth, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type {
-  OAuthClientInformationMixed,
-  OAuthClientMetadata,
-  OAuthTokens,
-} from '@modelcontextprotocol/sdk/shared/auth.js';
 import { MemorySink } from '../../src/audit/events.ts';
 import { defaultConfigInput, parseConfig } from '../../src/config/load.ts';
 import { type RunningGateway, startGateway } from '../../src/gateway.ts';
 import { CookieAgent, formFields } from '../helpers/browser.ts';
 import { freePort } from '../helpers/gateway.ts';
+import { memoryOAuthClient } from '../helpers/oauth-client.ts';
 
 describe('Embedded default: authentication on, development login, consent', () => {
   let gw: RunningGateway;
@@ -66,46 +62,24 @@ describe('Embedded default: authentication on, development login, consent', () =
 
   it('[C-ARCH-3][C-DEP-1][S-AS-3] an SDK client registers, logs in, consents, and calls a tool', async () => {
     const redirectUrl = 'http://127.0.0.1:61235/callback';
-    let info: OAuthClientInformationMixed | undefined;
-    let tokens: OAuthTokens | undefined;
-    let verifier = '';
-    let authUrl: URL | undefined;
-    const provider: OAuthClientProvider = {
-      get redirectUrl() {
-        return redirectUrl;
+    const c = memoryOAuthClient({
+      redirectUrl,
+      state: 'demo-state',
+      metadata: {
+        client_name: 'Demo MCP client',
+        redirect_uris: [redirectUrl],
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
       },
-      get clientMetadata(): OAuthClientMetadata {
-        return {
-          client_name: 'Demo MCP client',
-          redirect_uris: [redirectUrl],
-          token_endpoint_auth_method: 'none',
-          grant_types: ['authorization_code', 'refresh_token'],
-          response_types: ['code'],
-        };
-      },
-      state: () => 'demo-state',
-      clientInformation: () => info,
-      saveClientInformation: (i) => {
-        info = i;
-      },
-      tokens: () => tokens,
-      saveTokens: (t) => {
-        tokens = t;
-      },
-      redirectToAuthorization: (u) => {
-        authUrl = u;
-      },
-      saveCodeVerifier: (v) => {
-        verifier = v;
-      },
-      codeVerifier: () => verifier,
-    };
+    });
+    const provider = c.provider;
     const endpoint = gw.endpoint('everything');
     assert.equal(await auth(provider, { serverUrl: endpoint }), 'REDIRECT');
     const agent = new CookieAgent();
     const ours = (u: URL) => u.origin === gw.url;
     // The development login page.
-    let hops = await agent.walk(authUrl!.href, ours);
+    let hops = await agent.walk(c.authUrl!.href, ours);
     let page = hops.at(-1)!;
     assert.match(page.body, /type="password"/);
     const loginAction = /<form[^>]*action="([^"]+)"/.exec(page.body)?.[1] ?? '/oauth/dev/login';
@@ -138,11 +112,11 @@ describe('Embedded default: authentication on, development login, consent', () =
 
     // [C-SESS-5][C-TOK-7] Revoking the token (RFC 7009) refuses it at once and ends its session.
     const sid = transport.sessionId!;
-    const access = tokens!.access_token;
+    const access = c.tokens!.access_token;
     const rev = await fetch(`${gw.url}/oauth/revoke`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ token: access, client_id: info!.client_id }).toString(),
+      body: new URLSearchParams({ token: access, client_id: c.info!.client_id }).toString(),
     });
     assert.equal(rev.status, 200);
     const list = JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'tools/list' });

@@ -21,20 +21,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { rootCertificates } from 'node:tls';
-import { auth, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type {
-  OAuthClientInformationMixed,
-  OAuthClientMetadata,
-  OAuthTokens,
-} from '@modelcontextprotocol/sdk/shared/auth.js';
+import type { OAuthClientMetadata } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { MemorySink } from '../../src/audit/events.ts';
 import { defaultConfigInput, parseConfig } from '../../src/config/load.ts';
 import { type RunningGateway, startGateway } from '../../src/gateway.ts';
 import { CookieAgent, formFields } from '../helpers/browser.ts';
 import { opensslSkip, selfSignedCert } from '../helpers/certs.ts';
 import { freePort } from '../helpers/gateway.ts';
+import { memoryOAuthClient } from '../helpers/oauth-client.ts';
 
 /** What the document server serves, per path. */
 type Documents = Map<string, unknown>;
@@ -119,40 +116,18 @@ describe('SDK client with a Client ID Metadata Document through the running gate
       response_types: ['code'],
     };
     served.set('/oauth/client.json', { client_id: clientMetadataUrl, ...metadata });
-    let info: OAuthClientInformationMixed | undefined;
-    let tokens: OAuthTokens | undefined;
-    let verifier = '';
-    let authUrl: URL | undefined;
-    const provider: OAuthClientProvider = {
-      get redirectUrl() {
-        return redirectUrl;
-      },
-      get clientMetadata(): OAuthClientMetadata {
-        return metadata;
-      },
+    const c = memoryOAuthClient({
+      redirectUrl,
+      state: 'cimd-state',
+      metadata: metadata,
       clientMetadataUrl,
-      state: () => 'cimd-state',
-      clientInformation: () => info,
-      saveClientInformation: (i) => {
-        info = i;
-      },
-      tokens: () => tokens,
-      saveTokens: (t) => {
-        tokens = t;
-      },
-      redirectToAuthorization: (u) => {
-        authUrl = u;
-      },
-      saveCodeVerifier: (v) => {
-        verifier = v;
-      },
-      codeVerifier: () => verifier,
-    };
+    });
+    const provider = c.provider;
     const endpoint = gw.endpoint('everything');
     assert.equal(await auth(provider, { serverUrl: endpoint }), 'REDIRECT');
-    assert.equal(info?.client_id, clientMetadataUrl, 'the SDK uses the document URL as client_id (no DCR)');
-    assert.ok(authUrl, 'the SDK produced an authorization URL');
-    assert.equal(authUrl.searchParams.get('client_id'), clientMetadataUrl);
+    assert.equal(c.info?.client_id, clientMetadataUrl, 'the SDK uses the document URL as client_id (no DCR)');
+    assert.ok(c.authUrl, 'the SDK produced an authorization URL');
+    assert.equal(c.authUrl.searchParams.get('client_id'), clientMetadataUrl);
     assert.ok(
       !sink.events.some((e) => JSON.stringify(e).includes('/oauth/register')),
       'no dynamic registration took place',
@@ -161,7 +136,7 @@ describe('SDK client with a Client ID Metadata Document through the running gate
     const agent = new CookieAgent();
     const ours = (u: URL) => u.origin === gw.url;
     // The development login page.
-    let hops = await agent.walk(authUrl.href, ours);
+    let hops = await agent.walk(c.authUrl.href, ours);
     let page = hops.at(-1)!;
     assert.match(page.body, /type="password"/);
     assert.ok(fetched.includes('/oauth/client.json'), 'the AS fetched the document over https');
@@ -186,7 +161,7 @@ describe('SDK client with a Client ID Metadata Document through the running gate
     const code = back.searchParams.get('code');
     assert.ok(code);
     assert.equal(await auth(provider, { serverUrl: endpoint, authorizationCode: code }), 'AUTHORIZED');
-    assert.ok(tokens?.access_token, 'the SDK holds an access token');
+    assert.ok(c.tokens?.access_token, 'the SDK holds an access token');
 
     const client = new Client({ name: 'cimd-demo', version: '1' });
     await client.connect(new StreamableHTTPClientTransport(new URL(endpoint), { authProvider: provider }));
