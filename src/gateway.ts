@@ -224,31 +224,40 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
           kv: store.kv,
         })
       : undefined;
-  const accessByServer = new Map(config.servers.map((x) => [x.name, x]));
+  // Access rules per server, resolved once: own-property lookups only, so a client-chosen name
+  // such as "constructor" or "__proto__" never finds an inherited value.
+  const accessTables = new Map(
+    config.servers.map((x) => {
+      const a = x.access;
+      const own = <T>(o: Record<string, T>) => new Map(Object.entries(o));
+      const tools = own(a.tools);
+      const prompts = own(a.prompts);
+      const resources = [...Object.entries(a.resources)].sort((p, q) => q[0].length - p[0].length);
+      const hasRules = tools.size + prompts.size + resources.length > 0;
+      return [
+        x.name,
+        {
+          tools,
+          prompts,
+          resources,
+          legacy: own(x.toolScopes),
+          deny: (a.default ?? (hasRules ? 'deny' : 'allow')) === 'deny',
+        },
+      ] as const;
+    }),
+  );
   const accessFor = (server: string, kind: AccessKind, name: string): AccessRule | 'deny' | undefined => {
-    const srv = accessByServer.get(server);
-    if (!srv) return undefined;
-    const { access } = srv;
-    let rule: AccessRule | undefined;
-    if (kind === 'tool') rule = access.tools[name];
-    else if (kind === 'prompt') rule = access.prompts[name];
-    else {
-      // Resources: the longest configured URI prefix wins.
-      let best = -1;
-      for (const [prefix, r] of Object.entries(access.resources))
-        if (name.startsWith(prefix) && prefix.length > best) {
-          best = prefix.length;
-          rule = r;
-        }
-    }
-    const legacy = kind === 'tool' ? srv.toolScopes[name] : undefined;
-    const hasRules =
-      Object.keys(access.tools).length +
-        Object.keys(access.prompts).length +
-        Object.keys(access.resources).length >
-      0;
-    const fallback = access.default ?? (hasRules ? 'deny' : 'allow');
-    if (!rule && !legacy) return fallback === 'deny' ? 'deny' : undefined;
+    const t = accessTables.get(server);
+    if (!t) return undefined;
+    // Resources: the longest configured URI prefix wins (sorted longest first).
+    const rule =
+      kind === 'tool'
+        ? t.tools.get(name)
+        : kind === 'prompt'
+          ? t.prompts.get(name)
+          : t.resources.find(([prefix]) => name.startsWith(prefix))?.[1];
+    const legacy = kind === 'tool' ? t.legacy.get(name) : undefined;
+    if (!rule && !legacy) return t.deny ? 'deny' : undefined;
     return { ...(rule ?? {}), scopes: [...(rule?.scopes ?? []), ...(legacy ?? [])] };
   };
   const httpServer = new GatewayHttpServer({

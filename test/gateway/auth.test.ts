@@ -487,6 +487,11 @@ describe('Access rules per tool, prompt and resource (C-AUTHN-3, C-AUTHN-4, C-AU
     assert.ok(sink.events.some((e) => e.reason === 'no_access_rule' && e.tool === 'delete_everything'));
     const ok = await call(h, 'tools/call', { name: 'echo', arguments: {} });
     assert.equal(ok.status, 200);
+    // Names that exist on every object's prototype are not rules.
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      const r = await call(h, 'tools/call', { name, arguments: {} });
+      assert.equal(r.status, 403, `${name} must be denied`);
+    }
   });
 
   it('[C-AUTHN-7] a sensitive tool demands step-up (acr) with a 401 insufficient_user_authentication', async () => {
