@@ -7,8 +7,7 @@ import { loadConfigFile } from '../../config/load.ts';
 import { makeVisible } from '../../guard/tools/approval.ts';
 import { definitionHash } from '../../guard/tools/canonical.ts';
 import { type InventoryServer, inventory } from '../../guard/tools/inventory.ts';
-import { SqlitePinStore } from '../../guard/tools/pins-sqlite.ts';
-import { type CommandIO, DEFAULT_DB, resolveDbPath } from './tools.ts';
+import { type CommandIO, DEFAULT_DB, openPinStoreForCli } from './tools.ts';
 
 /** One-line description for the command list of `mcp-warden --help`. */
 export const summary = 'inventory [--server S] [--json]: upstream servers, versions and approved tool hashes';
@@ -104,20 +103,8 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
     io.out(USAGE);
     return 0;
   }
-  let db: string;
-  try {
-    db = resolveDbPath(values);
-  } catch (err) {
-    io.err(`${err instanceof Error ? err.message : String(err)}\n`);
-    return 2;
-  }
-  let store: SqlitePinStore;
-  try {
-    store = new SqlitePinStore(db, { mustExist: true });
-  } catch (err) {
-    io.err(`cannot open ${db}: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
-  }
+  const store = openPinStoreForCli(values, io);
+  if (typeof store === 'number') return store;
   try {
     const servers: (InventoryServer & { launch?: Launch })[] = inventory(store, values.server);
     if (values.config) {

@@ -53,6 +53,29 @@ export function resolveDbPath(values: { db?: string | undefined; config?: string
   }
 }
 
+/**
+ * Opens the pin database named by `--db` / `--config` for a CLI command; on failure it reports
+ * to the operator and returns the exit code (2 usage or unreadable configuration, 1 no database).
+ */
+export function openPinStoreForCli(
+  values: { db?: string | undefined; config?: string | undefined },
+  io: CommandIO,
+): SqlitePinStore | number {
+  let db: string;
+  try {
+    db = resolveDbPath(values);
+  } catch (err) {
+    io.err(`${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
+  try {
+    return new SqlitePinStore(db, { mustExist: true });
+  } catch (err) {
+    io.err(`cannot open ${db}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
 const USAGE = `usage: mcp-warden tools <command> [options]
 
 commands:
@@ -148,20 +171,8 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
   const kindOpt = kind ? { kind: kind as DefinitionKind } : {};
   const json = (v: unknown): void => io.out(`${JSON.stringify(v, null, 2)}\n`);
 
-  let db: string;
-  try {
-    db = resolveDbPath(values);
-  } catch (err) {
-    io.err(`${err instanceof Error ? err.message : String(err)}\n`);
-    return 2;
-  }
-  let store: SqlitePinStore;
-  try {
-    store = new SqlitePinStore(db, { mustExist: true });
-  } catch (err) {
-    io.err(`cannot open ${db}: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
-  }
+  const store = openPinStoreForCli(values, io);
+  if (typeof store === 'number') return store;
   const approvals = new Approvals(store);
   const by = values.by ?? defaultActor();
   const decision = values.reason !== undefined ? { ...kindOpt, reason: values.reason } : kindOpt;
