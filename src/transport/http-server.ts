@@ -617,6 +617,8 @@ export class GatewayHttpServer {
         }
       }
     } catch (err) {
+      // Not confirmed: the next request asks the store again instead of trusting memory [C-AUTHN-3].
+      if (s) this.#touched.delete(s);
       this.#unavailable(res, err);
       return undefined;
     }
