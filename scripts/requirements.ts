@@ -38,7 +38,7 @@ const CODE: Record<string, string[]> = {
   'S-TOK-1': ['src/auth/resource/claims.ts'],
   'C-SESS-1': ['src/gateway/session.ts', 'src/store/ids.ts'],
   'C-SESS-2': ['src/transport/http-server.ts', 'src/store/'],
-  'C-SESS-5': ['src/store/'],
+  'C-SESS-5': ['src/store/', 'src/policy/reauth.ts', 'src/transport/http-server.ts'],
   'C-SESS-6': ['src/store/events.ts'],
   'C-SESS-7': ['src/store/'],
   'S-SESS-1': ['src/gateway/session.ts', 'src/store/ids.ts'],
@@ -128,8 +128,6 @@ const PARTIAL: Record<string, string> = {
     'generic OIDC and Entra profiles validated; the gateway AS federates to an OIDC IdP; Entra federation preset not proven end to end',
   'C-AUTHN-7':
     'step-up per tool/prompt/resource (acr, amr, max age); no contextual risk signals (new device, anomaly score) yet',
-  'C-SESS-5':
-    'idle and absolute expiry; immediate invalidation on DELETE, admin termination, token revocation and user lock, on every instance; no session id rotation after step-up (step-up is checked on every request instead)',
   'C-AI-1': 'detectors built and measured; output scanning is not yet a pipeline stage',
   'C-AI-4':
     'secret and exfiltration detectors built; not yet a pipeline stage (no redaction of live outputs)',
@@ -137,8 +135,6 @@ const PARTIAL: Record<string, string> = {
     'sessions of a user terminated on every instance via the admin API; no account lock or tool quarantine action yet',
   'C-IR-2':
     'JWKS rotation followed without downtime, AS key rotation; no rotation of upstream credentials yet',
-  'C-SESS-3':
-    'IP prefix and user-agent binding enforced; device binding not fed (no device id from requests)',
 };
 
 interface Req {

@@ -14,6 +14,7 @@ export type AuditEventType =
   | 'session.terminated'
   | 'session.expired'
   | 'session.hijack_suspected'
+  | 'session.rotated'
   | 'auth.token'
   | 'auth.decision'
   | 'mcp.request'

@@ -219,9 +219,19 @@ export const configSchema = z
           .default(24 * 3600_000),
         /** Optional binding of sessions to client address / user agent / device [C-SESS-3]. */
         binding: bindingSchema.default({ userAgent: 'off', device: false }),
+        /**
+         * End a session when a request's token shows a new authentication (later `auth_time`,
+         * other `acr`): the client must start a new session after re-authentication or step-up
+         * [C-SESS-5].
+         */
+        rotateOnReauth: z.boolean().default(true),
       })
       .strict()
-      .default({ maxLifetimeMs: 24 * 3600_000, binding: { userAgent: 'off', device: false } }),
+      .default({
+        maxLifetimeMs: 24 * 3600_000,
+        binding: { userAgent: 'off', device: false },
+        rotateOnReauth: true,
+      }),
     rateLimits: rateLimitSchema.optional(),
     audit: z
       .object({

@@ -16,6 +16,12 @@ export interface Identity {
   roles?: readonly string[];
   /** Validated token claims (never the token itself). */
   claims?: Readonly<Record<string, unknown>>;
+  /**
+   * RFC 7638 thumbprint of the key that signed this request's DPoP proof, present only when the
+   * token is DPoP-bound (`cnf.jkt`) and the proof was verified (RFC 9449). The device identifier
+   * of session binding [C-SESS-3]; never taken from a client-chosen header.
+   */
+  dpopJkt?: string;
 }
 
 export type Direction = 'client-to-server' | 'server-to-client';

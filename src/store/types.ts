@@ -42,6 +42,11 @@ export interface SessionRecord {
   absoluteExpiresAt: number;
   /** Negotiated MCP protocol version. */
   protocolVersion: string;
+  /**
+   * Gateway-owned JSON, kept as is by every backend: the endpoint, the snapshot another instance
+   * restores from, and `auth`, the authentication context (`authTime`, `acr`) the session was
+   * created with, compared on later requests for rotation after re-authentication [C-SESS-5].
+   */
   clientInfo?: JsonObject;
   binding?: SessionBinding;
   /** Upstream server name → the upstream's own session id. */

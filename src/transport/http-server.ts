@@ -27,6 +27,12 @@ import { createTlsOptions, HSTS_HEADER, HSTS_VALUE, tlsFilesFromConfig } from '.
 import type { Identity } from '../pipeline/types.ts';
 import { type BindingRequest, checkBinding, createBinding } from '../policy/binding.ts';
 import { rateLimitHttpOutcome } from '../policy/rate-limit.ts';
+import {
+  authContextOf,
+  parseAuthContext,
+  reauthentication,
+  type SessionAuthContext,
+} from '../policy/reauth.ts';
 import { StoreUnavailableError } from '../store/errors.ts';
 import type { JsonObject, SessionBinding, SessionRecord, Store } from '../store/types.ts';
 
@@ -119,14 +125,23 @@ export interface HttpServerDeps {
 }
 
 const REVOKE_CHANNEL = 'sessions.revoked';
+/** The authentication context of a token without `auth_time` and `acr` (shared, never mutated). */
+const NO_AUTH_CONTEXT: SessionAuthContext = Object.freeze({});
+
 /** How often an active session is re-confirmed against the shared store (idle expiry, revocation). */
 const TOUCH_INTERVAL_MS = 5000;
 
-function bindingRequest(req: IncomingMessage): BindingRequest {
+/**
+ * What a request offers for session binding [C-SESS-3]: the socket address, the User-Agent, and
+ * as device the thumbprint of the verified DPoP key of its token (`identity.dpopJkt`), never a
+ * client-chosen header.
+ */
+function bindingRequest(req: IncomingMessage, identity: Identity): BindingRequest {
   const ua = req.headers['user-agent'];
   return {
     ...(req.socket.remoteAddress ? { ip: req.socket.remoteAddress } : {}),
     ...(typeof ua === 'string' ? { userAgent: ua } : {}),
+    ...(identity.dpopJkt ? { device: identity.dpopJkt } : {}),
   };
 }
 
@@ -190,6 +205,8 @@ export class GatewayHttpServer {
   /** When each session was last confirmed against the shared store. */
   readonly #touched = new WeakMap<Session, number>();
   readonly #bindings = new WeakMap<Session, SessionBinding>();
+  /** The authentication (`auth_time`, `acr`) each session was created with [C-SESS-5]. */
+  readonly #authContexts = new WeakMap<Session, SessionAuthContext>();
   /** Validated access token per request (token exchange); weak so it dies with the request. */
   readonly #tokens = new WeakMap<IncomingMessage, string>();
 
@@ -626,7 +643,7 @@ export class GatewayHttpServer {
       rpcError(res, 404, ErrorCode.InvalidRequest, 'Session not found');
       return undefined;
     }
-    const bindingProblem = this.#checkBinding(req, s);
+    const bindingProblem = this.#checkBinding(req, s, identity);
     if (bindingProblem) {
       this.#deps.audit({
         type: 'session.hijack_suspected',
@@ -638,15 +655,74 @@ export class GatewayHttpServer {
       rpcError(res, 404, ErrorCode.InvalidRequest, 'Session not found');
       return undefined;
     }
+    // Checked after the binding, so only a request that may use the session can end it.
+    if (await this.#rotateOnReauth(req, res, s, identity)) return undefined;
     s.setSubjectToken(this.#tokens.get(req));
     return s;
   }
 
-  #checkBinding(req: IncomingMessage, s: Session): string | undefined {
+  #checkBinding(req: IncomingMessage, s: Session, identity: Identity): string | undefined {
     const binding = this.#bindings.get(s);
     if (!binding) return undefined;
-    const r = checkBinding(binding, bindingRequest(req));
+    const r = checkBinding(binding, bindingRequest(req, identity));
     return r.ok ? undefined : r.reason;
+  }
+
+  /**
+   * Rotation after privilege escalation [C-SESS-5]: when the request's validated token shows a
+   * new authentication (`acr` differs, or a later `auth_time`) than the session was created
+   * with, the session ends on every instance (like DELETE: store delete + revocation fan-out),
+   * `session.rotated` is audited and the client gets 404, which obliges it to re-initialize
+   * (MCP cannot re-assign a session id mid-session). True when it answered.
+   */
+  async #rotateOnReauth(
+    req: IncomingMessage,
+    res: ServerResponse,
+    s: Session,
+    identity: Identity,
+  ): Promise<boolean> {
+    if (!this.#deps.config.sessions.rotateOnReauth) return false;
+    const recorded = this.#authContexts.get(s);
+    if (!recorded) return false;
+    const current = authContextOf(identity.claims);
+    const reason = reauthentication(recorded, current);
+    if (!reason) return false;
+    this.#authContexts.delete(s);
+    // Out of the local map at once; the store record goes in parallel with the local close, so a
+    // concurrent request finds neither (if it restores the record first, it rotates it again).
+    this.sessions.delete(s.id);
+    const closed = s.close('session_rotated');
+    this.#deps.audit({
+      type: 'session.rotated',
+      decision: 'info',
+      reason,
+      session: s.id,
+      server: s.single,
+      actor: { user: identity.user, ip: req.socket.remoteAddress ?? '' },
+      detail: {
+        from: { acr: recorded.acr ?? null, authTime: recorded.authTime ?? null },
+        to: { acr: current.acr ?? null, authTime: current.authTime ?? null },
+      },
+    });
+    try {
+      await this.revoke(identity.user, s.id);
+    } catch (err) {
+      await closed;
+      this.#unavailable(res, err);
+      return true;
+    }
+    await closed;
+    sendJson(
+      res,
+      404,
+      errorResponse(
+        null,
+        ErrorCode.InvalidRequest,
+        'Session not found: the session ended because the user authenticated again (re-authentication or step-up); start a new session with initialize',
+        { reason: 'session_rotated' },
+      ),
+    );
+    return true;
   }
 
   /** Rebuilds a session created by another instance (or before a restart) from its stored record. */
@@ -658,6 +734,8 @@ export class GatewayHttpServer {
     const snap = (info.snapshot ?? { init: {}, upstreams: {} }) as Parameters<Session['restore']>[1];
     await session.restore(rec.protocolVersion, snap);
     if (rec.binding) this.#bindings.set(session, rec.binding);
+    const auth = parseAuthContext((info as { auth?: unknown }).auth);
+    if (auth) this.#authContexts.set(session, auth);
     this.#register(session);
     this.#touched.set(session, Date.now());
     this.#deps.audit({
@@ -915,9 +993,15 @@ export class GatewayHttpServer {
       return sendJson(res, 200, result);
     }
     const policy = this.#deps.config.sessions;
-    const binding = createBinding(policy.binding, bindingRequest(req));
+    // Device binding needs a DPoP-bound token: created without one, the session has no device
+    // part (createBinding leaves out what the request lacks) and is audited as such below.
+    const binding = createBinding(policy.binding, bindingRequest(req, identity));
     const hasBinding = Object.keys(binding).length > 0;
     if (hasBinding) this.#bindings.set(session, binding);
+    const fresh = authContextOf(identity.claims);
+    // Most tokens carry neither claim: share one empty context instead of one per session.
+    const auth = fresh.acr === undefined && fresh.authTime === undefined ? NO_AUTH_CONTEXT : fresh;
+    this.#authContexts.set(session, auth);
     if (this.#deps.store) {
       const now = Date.now();
       try {
@@ -929,7 +1013,11 @@ export class GatewayHttpServer {
           idleTimeoutMs: this.#deps.config.limits.sessionIdleMs,
           absoluteExpiresAt: now + policy.maxLifetimeMs,
           protocolVersion: session.protocolVersion,
-          clientInfo: { endpoint: single ?? null, snapshot: session.snapshot() } as unknown as JsonObject,
+          clientInfo: {
+            endpoint: single ?? null,
+            snapshot: session.snapshot(),
+            auth,
+          } as unknown as JsonObject,
           ...(hasBinding ? { binding } : {}),
           upstreamSessions: {},
         });
@@ -951,6 +1039,7 @@ export class GatewayHttpServer {
         path,
         protocolVersion: session.protocolVersion,
         client: (init.params?.clientInfo as { name?: unknown } | undefined)?.name,
+        ...(hasBinding ? { bound: Object.keys(binding) } : {}),
       },
     });
     sendJson(res, 200, result, { 'mcp-session-id': session.id });

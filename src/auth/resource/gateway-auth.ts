@@ -114,6 +114,7 @@ export function createGatewayAuth(
             scopes: id.scopes,
             ...(id.roles ? { roles: id.roles } : {}),
             claims: id.claims,
+            ...(id.dpopJkt ? { dpopJkt: id.dpopJkt } : {}),
           },
         };
       }

@@ -372,9 +372,18 @@ export class ResourceServer {
   #render(d: Decision, resource: string, reqs: RequestRequirements): AuthOutcome {
     if (d.result.ok) {
       const c = d.result.value;
+      // `extra.dpop` is set only after the proof for `cnf.jkt` was verified on this request.
+      const dpopJkt = d.extra?.dpop === true ? c.jkt : undefined;
       return {
         ok: true,
-        identity: { user: c.user, client: c.client, scopes: c.scopes, roles: c.roles, claims: c.claims },
+        identity: {
+          user: c.user,
+          client: c.client,
+          scopes: c.scopes,
+          roles: c.roles,
+          claims: c.claims,
+          ...(dpopJkt ? { dpopJkt } : {}),
+        },
       };
     }
     const http = failureToHttp(d.result.error, {
