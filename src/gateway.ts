@@ -19,7 +19,7 @@ import type { CredentialProvider } from './auth/upstream/types.ts';
 import { UserOAuthProvider } from './auth/upstream/user-oauth.ts';
 import { authorizationServerInput } from './config/load.ts';
 import type { WardenConfig } from './config/schema.ts';
-import { Session } from './gateway/session.ts';
+import { Session, type SessionDeps } from './gateway/session.ts';
 import { defaultTransportFactory, type TransportFactory } from './gateway/upstream-client.ts';
 import { DEFAULT_DETECTION_POLICY } from './guard/content/policy.ts';
 import { Approvals } from './guard/tools/approval.ts';
@@ -260,6 +260,25 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     if (!rule && !legacy) return t.deny ? 'deny' : undefined;
     return { ...(rule ?? {}), scopes: [...(rule?.scopes ?? []), ...(legacy ?? [])] };
   };
+  // One dependency object shared by every session (not one per session: memory per idle session).
+  const sessionDeps: SessionDeps = {
+    pipeline,
+    audit: audit.emit,
+    factory,
+    timeoutMs: config.limits.requestTimeoutMs,
+    replayEvents: config.limits.streamReplayEvents,
+    log,
+    version: VERSION,
+    credentials: (srv) => providers.get(srv.name),
+    refreshOnListChanged: config.tools.pinning !== 'off',
+    ...(upstreamAuth
+      ? {
+          authErrorToJsonRpc: (err: unknown, name: string) =>
+            upstreamAuthErrorToJsonRpc(err, name, config.listen.publicUrl!),
+        }
+      : {}),
+    ...(store.backends.ephemeral !== 'sqlite' ? { events: store.events } : {}),
+  };
   const httpServer = new GatewayHttpServer({
     config,
     audit: audit.emit,
@@ -276,30 +295,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     isReady: () => true,
     store,
     createSession: (identity, single, id) =>
-      new Session(
-        identity,
-        single ? [byName.get(single)!] : servers,
-        single,
-        {
-          pipeline,
-          audit: audit.emit,
-          factory,
-          timeoutMs: config.limits.requestTimeoutMs,
-          replayEvents: config.limits.streamReplayEvents,
-          log,
-          version: VERSION,
-          credentials: (srv) => providers.get(srv.name),
-          refreshOnListChanged: config.tools.pinning !== 'off',
-          ...(upstreamAuth
-            ? {
-                authErrorToJsonRpc: (err: unknown, name: string) =>
-                  upstreamAuthErrorToJsonRpc(err, name, config.listen.publicUrl!),
-              }
-            : {}),
-          ...(store.backends.ephemeral !== 'sqlite' ? { events: store.events } : {}),
-        },
-        id,
-      ),
+      new Session(identity, single ? [byName.get(single)!] : servers, single, sessionDeps, id),
   });
   admin = createAdminApi({
     onDecision: () => toolGuard?.invalidate(),

@@ -53,6 +53,16 @@ export interface SessionDeps {
 
 type Tag = Stream | undefined;
 
+/** A server→client request the gateway forwarded and is waiting on. */
+interface ServerRequestWait {
+  resolve: (r: JsonRpcResponse) => void;
+  timer: NodeJS.Timeout;
+  server: string;
+  upstreamId: JsonRpcId;
+}
+
+const NO_STREAMS: readonly Stream[] = [];
+
 const LIST_KINDS: Record<string, { key: string; field: 'name' | 'uri' | 'uriTemplate'; capability: string }> =
   {
     'tools/list': { key: 'tools', field: 'name', capability: 'tools' },
@@ -83,15 +93,14 @@ export class Session {
   closed = false;
   readonly #deps: SessionDeps;
   readonly #upstreams = new Map<string, UpstreamClient<Tag>>();
-  readonly #streams = new Map<string, Stream>();
+  /** Open streams by id; allocated on demand, dropped when empty (idle sessions hold none). */
+  #streamsMap: Map<string, Stream> | undefined;
   #getStreams: Stream[] = [];
   /** Session-level messages waiting for a GET stream. */
   #backlog: JsonRpcMessage[] = [];
   #nextServerReq = 1;
-  readonly #serverRequests = new Map<
-    string,
-    { resolve: (r: JsonRpcResponse) => void; timer: NodeJS.Timeout; server: string; upstreamId: JsonRpcId }
-  >();
+  /** Server→client requests awaiting the client's answer; allocated on demand, dropped when empty. */
+  #serverRequests: Map<string, ServerRequestWait> | undefined;
   onClosed?: () => void;
   /** Stream ids: a random per-session prefix and a counter (no CSPRNG call per request). */
   readonly #streamPrefix = randomBytes(6).toString('base64url');
@@ -110,46 +119,66 @@ export class Session {
     this.identity = identity;
     this.single = single;
     this.#deps = deps;
+    // The session itself receives what its upstreams report (UpstreamHandlers): no closures
+    // or handler objects per server, which matters with thousands of idle sessions (issue 5).
     for (const s of servers) {
-      const name = s.name;
-      const client: UpstreamClient<Tag> = new UpstreamClient<Tag>(
+      const client = new UpstreamClient<Tag>(
         s,
         deps.factory,
-        {
-          onServerRequest: (req, related) => this.#fromServerRequest(name, req, related),
-          onNotification: (n, related) => this.#fromServerNotification(name, n, related),
-          onLog: (level, msg) => deps.log(level, msg, { server: name, session: this.#short }),
-          onDown: (reason, restarting) => {
-            deps.audit({
-              type: 'upstream.failed',
-              decision: 'info',
-              reason: restarting ? 'upstream_down_restarting' : 'upstream_down',
-              server: name,
-              session: this.id,
-              detail: { why: reason },
-            });
-            deps.log('warn', `upstream ${name} down: ${reason}${restarting ? ' (restarting)' : ''}`, {
-              server: name,
-            });
-            if (!restarting && this.single) void this.close('upstream session ended');
-          },
-          onRestarted: () => {
-            deps.audit({
-              type: 'upstream.restarted',
-              decision: 'info',
-              reason: 'upstream_restarted',
-              server: name,
-              session: this.id,
-            });
-            deps.log('info', `upstream ${name} restarted`, { server: name });
-          },
-        },
+        this,
         deps.timeoutMs,
         this.#credentialsFor(s),
         deps.authErrorToJsonRpc,
       );
-      this.#upstreams.set(name, client);
+      this.#upstreams.set(s.name, client);
     }
+  }
+
+  /** @internal UpstreamHandlers: a request from server `server` (sampling, elicitation, roots). */
+  onServerRequest(
+    server: string,
+    req: JsonRpcRequest,
+    related: Pending<Tag> | undefined,
+  ): Promise<JsonRpcResponse> {
+    return this.#fromServerRequest(server, req, related);
+  }
+
+  /** @internal UpstreamHandlers: a notification from server `server`. */
+  onNotification(server: string, n: JsonRpcNotification, related: Pending<Tag> | undefined): void {
+    this.#fromServerNotification(server, n, related);
+  }
+
+  /** @internal UpstreamHandlers: a log line about server `server`'s connection. */
+  onLog(server: string, level: 'debug' | 'info' | 'warn' | 'error', msg: string): void {
+    this.#deps.log(level, msg, { server, session: this.#short });
+  }
+
+  /** @internal UpstreamHandlers: server `server`'s connection was lost. */
+  onDown(server: string, reason: string, restarting: boolean): void {
+    this.#deps.audit({
+      type: 'upstream.failed',
+      decision: 'info',
+      reason: restarting ? 'upstream_down_restarting' : 'upstream_down',
+      server,
+      session: this.id,
+      detail: { why: reason },
+    });
+    this.#deps.log('warn', `upstream ${server} down: ${reason}${restarting ? ' (restarting)' : ''}`, {
+      server,
+    });
+    if (!restarting && this.single) void this.close('upstream session ended');
+  }
+
+  /** @internal UpstreamHandlers: server `server` was restarted and initialised again. */
+  onRestarted(server: string): void {
+    this.#deps.audit({
+      type: 'upstream.restarted',
+      decision: 'info',
+      reason: 'upstream_restarted',
+      server,
+      session: this.id,
+    });
+    this.#deps.log('info', `upstream ${server} restarted`, { server });
   }
 
   /**
@@ -439,11 +468,34 @@ export class Session {
     return res;
   }
 
+  #streams(): Iterable<Stream> {
+    return this.#streamsMap?.values() ?? NO_STREAMS;
+  }
+
+  #addStream(stream: Stream): void {
+    this.#streamsMap ??= new Map();
+    this.#streamsMap.set(stream.id, stream);
+  }
+
+  #dropStream(id: string): void {
+    const m = this.#streamsMap;
+    if (m?.delete(id) && m.size === 0) this.#streamsMap = undefined;
+  }
+
+  #takeServerRequest(id: string): ServerRequestWait | undefined {
+    const m = this.#serverRequests;
+    const p = m?.get(id);
+    if (!p) return undefined;
+    m!.delete(id);
+    if (m!.size === 0) this.#serverRequests = undefined;
+    return p;
+  }
+
   /** Handles a client request (anything but initialize) and finishes `stream` with the answer. */
   async request(req: JsonRpcRequest, stream: Stream): Promise<void> {
     this.lastSeen = Date.now();
-    this.#streams.set(stream.id, stream);
-    stream.onDone = () => this.#streams.delete(stream.id);
+    this.#addStream(stream);
+    stream.onDone = () => this.#dropStream(stream.id);
     let res: JsonRpcResponse;
     try {
       res = this.single ? await this.#forward(this.single, req, stream) : await this.#aggregate(req, stream);
@@ -656,12 +708,11 @@ export class Session {
     this.lastSeen = Date.now();
     if (res.id === null) return;
     const key = String(res.id);
-    const p = this.#serverRequests.get(key);
+    const p = this.#takeServerRequest(key);
     if (!p) {
       this.#deps.log('debug', 'ignored a client response to an unknown request id');
       return;
     }
-    this.#serverRequests.delete(key);
     clearTimeout(p.timer);
     p.resolve(res);
   }
@@ -676,9 +727,10 @@ export class Session {
       const downId = `w${this.#nextServerReq++}`;
       return new Promise<JsonRpcResponse>((resolve) => {
         const timer = setTimeout(() => {
-          this.#serverRequests.delete(downId);
+          this.#takeServerRequest(downId);
           resolve(errorResponse(r.id, ErrorCode.RequestTimeout, 'the client did not answer in time'));
         }, this.#deps.timeoutMs);
+        this.#serverRequests ??= new Map();
         this.#serverRequests.set(downId, { resolve, timer, server, upstreamId: req.id });
         this.#deliver({ ...r, id: downId }, related?.tag);
       });
@@ -745,9 +797,9 @@ export class Session {
     if (n.method === 'notifications/cancelled') {
       // The server cancels one of its own requests to the client: map to the id the client knows.
       const upId = n.params?.requestId;
-      for (const [downId, p] of this.#serverRequests) {
+      for (const [downId, p] of this.#serverRequests ?? []) {
         if (p.server === server && p.upstreamId === upId) {
-          this.#serverRequests.delete(downId);
+          this.#takeServerRequest(downId);
           clearTimeout(p.timer);
           msg = { ...n, params: { ...n.params, requestId: downId } };
           break;
@@ -775,17 +827,17 @@ export class Session {
 
   /** Whether a client holds a stream of this session open (an idle GET listener is not idle). */
   get hasOpenStreams(): boolean {
-    for (const s of this.#streams.values()) if (s.attached) return true;
+    for (const s of this.#streams()) if (s.attached) return true;
     return false;
   }
 
   /** Opens a GET stream for server-initiated messages. */
   openGetStream(res: ServerResponse, headers: Record<string, string>): Stream {
     const s = new Stream('get', res, this.streamOptions(headers));
-    this.#streams.set(s.id, s);
+    this.#addStream(s);
     this.#getStreams.push(s);
     s.onDone = () => {
-      this.#streams.delete(s.id);
+      this.#dropStream(s.id);
       this.#getStreams = this.#getStreams.filter((x) => x !== s);
     };
     const backlog = this.#backlog;
@@ -797,7 +849,7 @@ export class Session {
   /** Resumes a stream of this session after `Last-Event-ID`; false when it is not ours or gone [S-SESS-7]. */
   async resume(lastEventId: string, res: ServerResponse, headers: Record<string, string>): Promise<boolean> {
     if (lastEventId.length > 512) return false;
-    for (const s of this.#streams.values()) if (s.hasEvent(lastEventId)) return s.resume(res, lastEventId);
+    for (const s of this.#streams()) if (s.hasEvent(lastEventId)) return s.resume(res, lastEventId);
     // Not held here: the stream may have lived on another instance (shared event store). The
     // store only replays events of this user, session and stream, and checks their MAC [C-SESS-6].
     const events = this.#deps.events;
@@ -826,10 +878,10 @@ export class Session {
   async close(reason = 'closed', opts: { endUpstream?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const s of this.#streams.values()) s.end();
-    this.#streams.clear();
-    for (const p of this.#serverRequests.values()) clearTimeout(p.timer);
-    this.#serverRequests.clear();
+    for (const s of [...this.#streams()]) s.end();
+    this.#streamsMap = undefined;
+    for (const p of this.#serverRequests?.values() ?? []) clearTimeout(p.timer);
+    this.#serverRequests = undefined;
     await Promise.all([...this.#upstreams.values()].map((c) => c.close(opts).catch(() => {})));
     this.#deps.audit({
       type: 'session.terminated',

@@ -37,14 +37,22 @@ export interface Pending<T> {
   timer: NodeJS.Timeout;
 }
 
+/**
+ * What an upstream connection reports to its owner. Every method gets the server's name first,
+ * so one handler object (a session) can serve all of its upstreams without a closure per server.
+ */
 export interface UpstreamHandlers<T> {
   /** A request from the server (sampling, elicitation, roots/list). `related` is the in-flight client request it most likely belongs to. */
-  onServerRequest(req: JsonRpcRequest, related: Pending<T> | undefined): Promise<JsonRpcResponse>;
-  onNotification(n: JsonRpcNotification, related: Pending<T> | undefined): void;
-  onLog(level: 'debug' | 'info' | 'warn' | 'error', msg: string): void;
+  onServerRequest(
+    server: string,
+    req: JsonRpcRequest,
+    related: Pending<T> | undefined,
+  ): Promise<JsonRpcResponse>;
+  onNotification(server: string, n: JsonRpcNotification, related: Pending<T> | undefined): void;
+  onLog(server: string, level: 'debug' | 'info' | 'warn' | 'error', msg: string): void;
   /** The upstream connection was lost; `restarting` tells whether it will come back. */
-  onDown(reason: string, restarting: boolean): void;
-  onRestarted(): void;
+  onDown(server: string, reason: string, restarting: boolean): void;
+  onRestarted(server: string): void;
 }
 
 /** Headers carrying the credential the gateway obtained for this upstream (never the client's token). */
@@ -56,6 +64,7 @@ export type CredentialHeaders = (() => Promise<Record<string, string>>) & {
 export type TransportFactory = (server: ServerConfig, credentials?: CredentialHeaders) => UpstreamTransport;
 
 const cancelledAnswers = new WeakSet<object>();
+const NO_PENDING: readonly never[] = [];
 
 /** True for the placeholder a cancelled request settles with: the client gets no response (MCP cancellation). */
 export function isCancelledAnswer(res: JsonRpcResponse): boolean {
@@ -102,7 +111,11 @@ export class UpstreamClient<T> {
   initResult: Record<string, unknown> | undefined;
   #transport: UpstreamTransport | undefined;
   #nextId = 1;
-  readonly #pending = new Map<number, Pending<T>>();
+  /**
+   * Requests in flight, by the id sent upstream. Allocated on demand and dropped when empty, so
+   * an idle session holds no table for it (memory per idle session, issue 5).
+   */
+  #pendingMap: Map<number, Pending<T>> | undefined;
   readonly #factory: TransportFactory;
   readonly #handlers: UpstreamHandlers<T>;
   readonly #timeoutMs: number;
@@ -192,7 +205,7 @@ export class UpstreamClient<T> {
   async #connect(): Promise<void> {
     const t = this.#factory(this.server, this.#credentials);
     t.onmessage = (m, meta) => this.#inbound(m, meta.relatedTo);
-    t.onlog = (level, msg) => this.#handlers.onLog(level, msg);
+    t.onlog = (level, msg) => this.#handlers.onLog(this.server.name, level, msg);
     t.onclose = (reason) => this.#down(t, reason);
     this.#transport = t;
     await t.start();
@@ -212,6 +225,21 @@ export class UpstreamClient<T> {
     return this.request({ jsonrpc: '2.0', id: `gw-${method}`, method, params }, undefined as T);
   }
 
+  /** The requests in flight (a snapshot-free view; empty when none). */
+  #pending(): Iterable<Pending<T>> {
+    return this.#pendingMap?.values() ?? NO_PENDING;
+  }
+
+  /** Removes and returns the request in flight under `upstreamId`; frees the table once empty. */
+  #take(upstreamId: number): Pending<T> | undefined {
+    const m = this.#pendingMap;
+    const p = m?.get(upstreamId);
+    if (!p) return undefined;
+    m!.delete(upstreamId);
+    if (m!.size === 0) this.#pendingMap = undefined;
+    return p;
+  }
+
   /** Sends a client request upstream under a gateway-minted id; resolves with the response re-keyed to the client's id. */
   request(req: JsonRpcRequest, tag: T, timeoutMs = this.#timeoutMs): Promise<JsonRpcResponse> {
     const transport = this.#transport;
@@ -223,7 +251,7 @@ export class UpstreamClient<T> {
     const meta = req.params?._meta as Record<string, unknown> | undefined;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        if (!this.#pending.delete(upstreamId)) return;
+        if (!this.#take(upstreamId)) return;
         void transport
           .send({
             jsonrpc: '2.0',
@@ -239,7 +267,8 @@ export class UpstreamClient<T> {
           ),
         );
       }, timeoutMs);
-      this.#pending.set(upstreamId, {
+      this.#pendingMap ??= new Map();
+      this.#pendingMap.set(upstreamId, {
         upstreamId,
         downstreamId: req.id,
         progressToken: meta?.progressToken,
@@ -248,12 +277,11 @@ export class UpstreamClient<T> {
         timer,
       });
       transport.send({ ...req, id: upstreamId }).catch((err: Error) => {
-        const p = this.#pending.get(upstreamId);
+        const p = this.#take(upstreamId);
         if (!p) return;
-        this.#pending.delete(upstreamId);
         clearTimeout(p.timer);
         if (err instanceof UpstreamAuthError || err instanceof UserAuthorizationRequired) {
-          this.#handlers.onLog('warn', `no credential for the upstream: ${err.message}`);
+          this.#handlers.onLog(this.server.name, 'warn', `no credential for the upstream: ${err.message}`);
           const e = this.#authError(err, this.server.name);
           resolve(errorResponse(req.id, e.code, e.message, e.data));
           return;
@@ -274,15 +302,19 @@ export class UpstreamClient<T> {
     try {
       await this.#transport?.send(n);
     } catch (err) {
-      this.#handlers.onLog('warn', `could not deliver ${n.method}: ${(err as Error).message}`);
+      this.#handlers.onLog(
+        this.server.name,
+        'warn',
+        `could not deliver ${n.method}: ${(err as Error).message}`,
+      );
     }
   }
 
   /** Cancels the in-flight request the client knows as `downstreamId` (notifications/cancelled). */
   cancel(downstreamId: JsonRpcId, reason?: unknown): boolean {
-    for (const p of this.#pending.values()) {
+    for (const p of this.#pending()) {
       if (p.downstreamId !== downstreamId) continue;
-      this.#pending.delete(p.upstreamId);
+      this.#take(p.upstreamId);
       clearTimeout(p.timer);
       const params: Record<string, unknown> = { requestId: p.upstreamId };
       if (typeof reason === 'string') params.reason = reason;
@@ -297,7 +329,7 @@ export class UpstreamClient<T> {
 
   /** Whether a client request with this id is in flight here. */
   has(downstreamId: JsonRpcId): boolean {
-    for (const p of this.#pending.values()) if (p.downstreamId === downstreamId) return true;
+    for (const p of this.#pending()) if (p.downstreamId === downstreamId) return true;
     return false;
   }
 
@@ -307,11 +339,11 @@ export class UpstreamClient<T> {
     const token =
       params?.progressToken ?? (params?._meta as Record<string, unknown> | undefined)?.progressToken;
     if (token !== undefined) {
-      for (const p of this.#pending.values()) if (p.progressToken === token) return p;
+      for (const p of this.#pending()) if (p.progressToken === token) return p;
     }
     // Otherwise the most recent client request in flight (stdio has no stream to tell us).
     let last: Pending<T> | undefined;
-    for (const p of this.#pending.values()) last = p;
+    for (const p of this.#pending()) last = p;
     return last;
   }
 
@@ -319,20 +351,23 @@ export class UpstreamClient<T> {
     if (this.#closing) return;
     if (isResponse(m)) {
       if (typeof m.id !== 'number') {
-        this.#handlers.onLog('warn', 'ignored a response with an id the gateway never sent');
+        this.#handlers.onLog(
+          this.server.name,
+          'warn',
+          'ignored a response with an id the gateway never sent',
+        );
         return;
       }
-      const p = this.#pending.get(m.id);
+      const p = this.#take(m.id);
       if (!p) return; // late answer to a cancelled or timed-out request
-      this.#pending.delete(m.id);
       clearTimeout(p.timer);
       p.resolve({ ...m, id: p.downstreamId } as JsonRpcResponse);
       return;
     }
-    const hinted = typeof relatedTo === 'number' ? this.#pending.get(relatedTo) : undefined;
+    const hinted = typeof relatedTo === 'number' ? this.#pendingMap?.get(relatedTo) : undefined;
     if (isRequest(m)) {
       const related = hinted ?? this.#related(m);
-      this.#handlers.onServerRequest(m, related).then(
+      this.#handlers.onServerRequest(this.server.name, m, related).then(
         (res) => this.#transport?.send({ ...res, id: m.id } as JsonRpcResponse).catch(() => {}),
         () =>
           this.#transport
@@ -345,20 +380,20 @@ export class UpstreamClient<T> {
     let related: Pending<T> | undefined;
     if (n.method === 'notifications/progress') {
       const token = n.params?.progressToken;
-      for (const p of this.#pending.values()) if (p.progressToken === token) related = p;
+      for (const p of this.#pending()) if (p.progressToken === token) related = p;
       if (!related) return; // progress for nothing in flight: drop
     } else if (hinted) {
       related = hinted;
     } else if (n.method === 'notifications/message') {
       related = this.#related(n);
     }
-    this.#handlers.onNotification(n, related);
+    this.#handlers.onNotification(this.server.name, n, related);
   }
 
   #down(t: UpstreamTransport, reason: string): void {
     if (t !== this.#transport || this.#closing) return;
     this.#up = false;
-    for (const p of this.#pending.values()) {
+    for (const p of this.#pending()) {
       clearTimeout(p.timer);
       p.resolve(
         errorResponse(
@@ -368,9 +403,9 @@ export class UpstreamClient<T> {
         ),
       );
     }
-    this.#pending.clear();
+    this.#pendingMap = undefined;
     const restarting = !this.#closing && this.server.transport === 'stdio' && this.#initParams !== undefined;
-    this.#handlers.onDown(reason, restarting);
+    this.#handlers.onDown(this.server.name, reason, restarting);
     if (restarting) this.#scheduleRestart();
   }
 
@@ -389,9 +424,9 @@ export class UpstreamClient<T> {
         if (!('result' in res)) throw new Error('re-initialize failed');
         this.initResult = res.result;
         if (this.#initialized) await this.initialized();
-        this.#handlers.onRestarted();
+        this.#handlers.onRestarted(this.server.name);
       } catch (err) {
-        this.#handlers.onLog('error', `restart failed: ${(err as Error).message}`);
+        this.#handlers.onLog(this.server.name, 'error', `restart failed: ${(err as Error).message}`);
         this.#up = false;
         if (!this.#closing) this.#scheduleRestart();
       }
@@ -406,11 +441,11 @@ export class UpstreamClient<T> {
   async close(opts: { endUpstream?: boolean } = {}): Promise<void> {
     this.#closing = true;
     if (this.#restartTimer) clearTimeout(this.#restartTimer);
-    for (const p of this.#pending.values()) {
+    for (const p of this.#pending()) {
       clearTimeout(p.timer);
       p.resolve(errorResponse(p.downstreamId, ErrorCode.UpstreamUnavailable, 'session closed'));
     }
-    this.#pending.clear();
+    this.#pendingMap = undefined;
     await this.#transport?.close(opts);
   }
 }

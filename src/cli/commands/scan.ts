@@ -347,16 +347,16 @@ async function collect(server: ServerConfig, timeoutMs: number): Promise<Collect
     server,
     defaultTransportFactory(),
     {
-      onServerRequest: async (req): Promise<JsonRpcResponse> =>
+      onServerRequest: async (_server, req): Promise<JsonRpcResponse> =>
         req.method === 'ping'
           ? { jsonrpc: '2.0', id: req.id, result: {} }
           : errorResponse(req.id, ErrorCode.MethodNotFound, 'mcp-warden scan answers no server requests'),
       onNotification: () => {},
-      onLog: (level, msg) => {
+      onLog: (_server, level, msg) => {
         if (level !== 'debug') logs.push(msg);
         if (logs.length > 20) logs.shift();
       },
-      onDown: (reason) => {
+      onDown: (_server, reason) => {
         downReason = reason;
       },
       onRestarted: () => {},
