@@ -353,7 +353,28 @@ const memOf = async (child: Child) => {
   };
 };
 
-/** Opens `n` sessions on a fresh gateway, leaves them idle, and reads its memory before and after. */
+/** Readings while opening the idle sessions (scenario C). */
+const SESSION_STEPS = 5;
+
+/** Least-squares slope of y over x. */
+function slope(points: [number, number][]): number {
+  const k = points.length;
+  if (k < 2) return Number.NaN;
+  const mx = points.reduce((a, [x]) => a + x, 0) / k;
+  const my = points.reduce((a, [, y]) => a + y, 0) / k;
+  let num = 0;
+  let den = 0;
+  for (const [x, y] of points) {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  }
+  return den === 0 ? Number.NaN : num / den;
+}
+
+/**
+ * Opens `n` sessions on a fresh gateway in steps, leaves them idle, and reads its memory before,
+ * after each step and at the end.
+ */
 async function measureSessions(upstreamUrl: string, upstream: Child, n: number): Promise<SessionsResult> {
   const name = 'gateway-sessions';
   const { child, endpoint } = await startGatewayChild(
@@ -369,8 +390,23 @@ async function measureSessions(upstreamUrl: string, upstream: Child, n: number):
     const before = await memOf(child);
     const dbBefore = sqliteBytes(sqlitePath(name));
     const upBefore = rssBytes(upstream.pid);
-    log(`sessions: opening ${n}, ${P.sessionConcurrency} at a time`);
-    const open = await openSessions(endpoint, n, P.sessionConcurrency);
+    log(`sessions: opening ${n} in ${SESSION_STEPS} steps, ${P.sessionConcurrency} at a time`);
+    // Opened in steps with a reading after each: the slope over the steps is the marginal memory
+    // of one more idle session, without the one-time growth of the heap spaces that the first
+    // burst of handshakes causes (the young generation grows under allocation pressure).
+    const open = { opened: 0, failed: 0, ms: 0, firstError: undefined as string | undefined };
+    const steps: { sessions: number; rss: number; heap: number }[] = [];
+    for (let i = 1; i <= SESSION_STEPS; i++) {
+      const want = Math.round((n * i) / SESSION_STEPS) - Math.round((n * (i - 1)) / SESSION_STEPS);
+      const o = await openSessions(endpoint, want, P.sessionConcurrency);
+      open.opened += o.opened;
+      open.failed += o.failed;
+      open.ms += o.ms;
+      open.firstError ??= o.firstError;
+      await new Promise((r) => setTimeout(r, 500));
+      const m = await memOf(child);
+      steps.push({ sessions: m.sessions, rss: m.rss, heap: m.heap });
+    }
     log(
       `sessions: ${open.opened} open in ${open.ms} ms (${open.failed} failed${open.firstError ? `: ${open.firstError}` : ''})`,
     );
@@ -395,6 +431,9 @@ async function measureSessions(upstreamUrl: string, upstream: Child, n: number):
       externalAfter: after.external,
       rssPerSession: Math.round((after.rss - before.rss) / opened),
       heapPerSession: Math.round((after.heap - before.heap) / opened),
+      steps,
+      rssSlope: Math.round(slope(steps.map((x) => [x.sessions, x.rss]))),
+      heapSlope: Math.round(slope(steps.map((x) => [x.sessions, x.heap]))),
       sqliteBytesBefore: dbBefore,
       sqliteBytesAfter: sqliteBytes(sqlitePath(name)),
       upstreamRssBefore: upBefore,
@@ -668,7 +707,9 @@ if (runs('http') || runs('variants') || runs('sessions') || runs('soak')) {
   if (runs('sessions')) {
     try {
       sessions = await measureSessions(upstreamUrl, up, P.sessions);
-      log(`sessions: ${Math.round(sessions.rssPerSession / 102.4) / 10} KiB RSS per session`);
+      log(
+        `sessions: ${Math.round(sessions.rssSlope / 102.4) / 10} KiB RSS per additional session (${Math.round(sessions.rssPerSession / 102.4) / 10} KiB average)`,
+      );
     } catch (err) {
       sessionsError = (err as Error).message;
       log(`sessions: FAILED ${sessionsError}`);
@@ -818,7 +859,7 @@ for (const c of results.checks)
   );
 if (sessions)
   console.log(
-    `sessions: ${sessions.opened}/${sessions.requested} open, ${(sessions.rssPerSession / 1024).toFixed(1)} KiB RSS / ${(sessions.heapPerSession / 1024).toFixed(1)} KiB heap per session`,
+    `sessions: ${sessions.opened}/${sessions.requested} open, ${(sessions.rssSlope / 1024).toFixed(1)} KiB RSS / ${(sessions.heapSlope / 1024).toFixed(1)} KiB heap per additional session (average ${(sessions.rssPerSession / 1024).toFixed(1)} KiB RSS)`,
   );
 if (variants)
   console.table(

@@ -63,6 +63,37 @@ interface ServerRequestWait {
 
 const NO_STREAMS: readonly Stream[] = [];
 
+/**
+ * A session's upstream clients by server name: the read side of a Map over a plain array. A
+ * session has one upstream (`/mcp/<server>`) or a handful (`/mcp`), and an empty-ish Map costs
+ * ~0.3 KiB of hash table per idle session; a linear scan over a few names costs nothing.
+ */
+class Upstreams {
+  readonly #list: UpstreamClient<Tag>[] = [];
+  set(_name: string, client: UpstreamClient<Tag>): void {
+    this.#list.push(client);
+  }
+  get(name: string): UpstreamClient<Tag> | undefined {
+    for (const c of this.#list) if (c.server.name === name) return c;
+    return undefined;
+  }
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+  *entries(): IterableIterator<[string, UpstreamClient<Tag>]> {
+    for (const c of this.#list) yield [c.server.name, c];
+  }
+  [Symbol.iterator](): IterableIterator<[string, UpstreamClient<Tag>]> {
+    return this.entries();
+  }
+  *keys(): IterableIterator<string> {
+    for (const c of this.#list) yield c.server.name;
+  }
+  values(): readonly UpstreamClient<Tag>[] {
+    return this.#list;
+  }
+}
+
 const LIST_KINDS: Record<string, { key: string; field: 'name' | 'uri' | 'uriTemplate'; capability: string }> =
   {
     'tools/list': { key: 'tools', field: 'name', capability: 'tools' },
@@ -92,7 +123,7 @@ export class Session {
   lastSeen = Date.now();
   closed = false;
   readonly #deps: SessionDeps;
-  readonly #upstreams = new Map<string, UpstreamClient<Tag>>();
+  readonly #upstreams = new Upstreams();
   /** Open streams by id; allocated on demand, dropped when empty (idle sessions hold none). */
   #streamsMap: Map<string, Stream> | undefined;
   #getStreams: Stream[] = [];
@@ -101,7 +132,8 @@ export class Session {
   #nextServerReq = 1;
   /** Server→client requests awaiting the client's answer; allocated on demand, dropped when empty. */
   #serverRequests: Map<string, ServerRequestWait> | undefined;
-  onClosed?: () => void;
+  /** Told when the session closes (one shared callback for all sessions: it gets the session). */
+  onClosed?: (session: Session) => void;
   /** Stream ids: a random per-session prefix and a counter (no CSPRNG call per request). */
   readonly #streamPrefix = randomBytes(6).toString('base64url');
   #streamCounter = 0;
@@ -890,7 +922,7 @@ export class Session {
       session: this.id,
       actor: { user: this.identity.user },
     });
-    this.onClosed?.();
+    this.onClosed?.(this);
   }
 }
 

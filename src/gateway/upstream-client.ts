@@ -25,7 +25,7 @@ import {
 import { StreamableHttpTransport } from '../transport/upstream/http.ts';
 import { LegacySseTransport } from '../transport/upstream/sse-legacy.ts';
 import { type Launcher, StdioTransport } from '../transport/upstream/stdio.ts';
-import type { UpstreamTransport } from '../transport/upstream/types.ts';
+import type { InboundMeta, UpstreamTransport } from '../transport/upstream/types.ts';
 
 /** A request in flight upstream; `tag` is whatever the caller needs to route related messages. */
 export interface Pending<T> {
@@ -202,11 +202,37 @@ export class UpstreamClient<T> {
     return true;
   }
 
+  // Transport callbacks shared by every connection: called as methods of the transport (`this`
+  // is it), they reach the owning client through `owner`. No closures per connection.
+  static #onTransportMessage(this: UpstreamTransport, m: JsonRpcMessage, meta: InboundMeta): void {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the transport (called as its method), not the class
+    const c = this.owner as UpstreamClient<unknown> | undefined;
+    if (c) c.#inbound(m, meta.relatedTo);
+  }
+
+  static #onTransportLog(
+    this: UpstreamTransport,
+    level: 'debug' | 'info' | 'warn' | 'error',
+    msg: string,
+  ): void {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the transport (called as its method), not the class
+    const c = this.owner as UpstreamClient<unknown> | undefined;
+    if (c) c.#handlers.onLog(c.server.name, level, msg);
+  }
+
+  static #onTransportClose(this: UpstreamTransport, reason: string): void {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the transport (called as its method), not the class
+    const c = this.owner as UpstreamClient<unknown> | undefined;
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the transport (called as its method), not the class
+    if (c) c.#down(this, reason);
+  }
+
   async #connect(): Promise<void> {
     const t = this.#factory(this.server, this.#credentials);
-    t.onmessage = (m, meta) => this.#inbound(m, meta.relatedTo);
-    t.onlog = (level, msg) => this.#handlers.onLog(this.server.name, level, msg);
-    t.onclose = (reason) => this.#down(t, reason);
+    t.owner = this;
+    t.onmessage = UpstreamClient.#onTransportMessage;
+    t.onlog = UpstreamClient.#onTransportLog;
+    t.onclose = UpstreamClient.#onTransportClose;
     this.#transport = t;
     await t.start();
     this.#up = true;

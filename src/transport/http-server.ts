@@ -232,6 +232,11 @@ export class GatewayHttpServer {
       : http.createServer(serverOptions, handler);
   }
 
+  /** Drops a closed session from the local map (only if the map still holds that very session). */
+  readonly #forget = (session: Session): void => {
+    if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
+  };
+
   readonly #lockCache = new Map<string, { at: number; locked: boolean }>();
 
   /**
@@ -751,7 +756,7 @@ export class GatewayHttpServer {
 
   #register(session: Session): void {
     this.sessions.set(session.id, session);
-    session.onClosed = () => this.sessions.delete(session.id);
+    session.onClosed = this.#forget;
   }
 
   #unavailable(res: ServerResponse, err: unknown): void {

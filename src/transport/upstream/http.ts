@@ -95,6 +95,7 @@ export interface HttpTransportOptions {
 
 /** Streamable HTTP client side for one upstream MCP session. */
 export class StreamableHttpTransport implements UpstreamTransport {
+  owner: unknown = undefined;
   onmessage?: UpstreamTransport['onmessage'];
   onclose?: UpstreamTransport['onclose'];
   onlog?: UpstreamTransport['onlog'];
@@ -113,9 +114,9 @@ export class StreamableHttpTransport implements UpstreamTransport {
    */
   #abortController: AbortController | undefined;
   #postsInFlight = 0;
-  #postDone = (): void => {
+  #postDone(): void {
     if (--this.#postsInFlight === 0) this.#abortController = undefined;
-  };
+  }
   #beginPost(): AbortSignal {
     this.#postsInFlight += 1;
     if (!this.#abortController) {
@@ -224,7 +225,7 @@ export class StreamableHttpTransport implements UpstreamTransport {
     }
     const status = res.statusCode;
     const stream = res.body;
-    stream.once('close', this.#postDone);
+    stream.once('close', () => this.#postDone());
     const challenge = res.headers['www-authenticate'];
     if ((status === 401 || (status === 403 && challenge)) && this.#opts.onUnauthorized) {
       // Refused credential: let the provider forget it (and learn the scope), then retry once.

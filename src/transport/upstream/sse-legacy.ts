@@ -20,6 +20,7 @@ export interface LegacySseOptions {
 }
 
 export class LegacySseTransport implements UpstreamTransport {
+  owner: unknown = undefined;
   onmessage?: UpstreamTransport['onmessage'];
   onclose?: UpstreamTransport['onclose'];
   onlog?: UpstreamTransport['onlog'];

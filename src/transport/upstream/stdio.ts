@@ -48,6 +48,7 @@ export interface StdioOptions {
 
 /** A connection to one child process. One instance = one process lifetime. */
 export class StdioTransport implements UpstreamTransport {
+  owner: unknown = undefined;
   onmessage?: UpstreamTransport['onmessage'];
   onclose?: UpstreamTransport['onclose'];
   onlog?: UpstreamTransport['onlog'];

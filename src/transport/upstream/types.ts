@@ -15,6 +15,11 @@ export interface InboundMeta {
  * response for that request id through `onmessage` (or a rejected promise), never silence.
  */
 export interface UpstreamTransport {
+  /**
+   * Whoever owns this connection, for callbacks shared by every connection (they are called as
+   * methods of the transport, `this.onmessage?.(…)`, and find their owner here).
+   */
+  owner?: unknown;
   onmessage?: (message: JsonRpcMessage, meta: InboundMeta) => void;
   /** The connection is gone (process exited, session expired upstream, stream closed for good). */
   onclose?: (reason: string) => void;
