@@ -51,7 +51,12 @@ const CODE: Record<string, string[]> = {
   'S-SESS-8': ['src/gateway/session.ts', 'src/transport/http-server.ts'],
   'C-TOOL-1': ['src/guard/tools/schema.ts', 'src/guard/tools/guard.ts'],
   'C-TOOL-2': ['src/guard/tools/scan.ts', 'src/guard/content/'],
-  'C-TOOL-3': ['src/guard/tools/canonical.ts', 'src/guard/tools/manifest.ts'],
+  'C-TOOL-3': [
+    'src/guard/tools/canonical.ts',
+    'src/guard/tools/manifest.ts',
+    'src/guard/tools/pins-sqlite.ts',
+    'src/guard/tools/pins-postgres.ts',
+  ],
   'C-TOOL-4': ['src/guard/tools/guard.ts'],
   'C-TOOL-5': ['src/guard/tools/approval.ts', 'src/cli/commands/tools.ts', 'src/admin/'],
   'C-TOOL-6': ['src/guard/tools/scan.ts'],
@@ -97,7 +102,7 @@ const CODE: Record<string, string[]> = {
 };
 
 const PINNING_OPT_IN =
-  'enforced in the gateway pipeline (tools.pinning approve by default, tofu in the demo); pins are per instance (SQLite), not yet in the shared store';
+  'enforced in the gateway pipeline (tools.pinning approve by default, tofu in the demo); pins are shared by all instances only with state.postgres (per instance with SQLite)';
 
 /** Implemented in part: the reason is shown in the matrix. */
 const PARTIAL: Record<string, string> = {

@@ -24,7 +24,9 @@ import { defaultTransportFactory, type TransportFactory } from './gateway/upstre
 import { DEFAULT_DETECTION_POLICY } from './guard/content/policy.ts';
 import { Approvals } from './guard/tools/approval.ts';
 import { createToolGuardInterceptor, ToolGuard } from './guard/tools/guard.ts';
-import { SqlitePinStore } from './guard/tools/pins-sqlite.ts';
+import type { PinStore } from './guard/tools/pins.ts';
+import { openPinStore } from './guard/tools/pins-open.ts';
+import { PostgresPinStore } from './guard/tools/pins-postgres.ts';
 import { makeScanHook } from './guard/tools/scan-hook.ts';
 import { Pipeline } from './pipeline/chain.ts';
 import type { Interceptor } from './pipeline/types.ts';
@@ -80,10 +82,16 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
   const recentEvents = new MemorySink(1000);
   const audit = new AuditLog([new JsonlSink(config.audit.jsonl), recentEvents, ...(opts.auditSinks ?? [])]);
   const interceptors = [...(opts.interceptors ?? [])];
-  let pins: SqlitePinStore | undefined;
+  // Tool pins: in PostgreSQL when `state.postgres` is set (shared by every instance and the
+  // CLI), else in the SQLite file `state.sqlite`.
+  const openPins = (): Promise<PinStore> =>
+    openPinStore(config.state, {
+      log: (level, msg, err) => logger[level](err ? { err: err.message } : {}, msg),
+    });
+  let pins: PinStore | undefined;
   let toolGuard: ToolGuard | undefined;
   if (config.tools.pinning !== 'off') {
-    pins = new SqlitePinStore(config.state.sqlite);
+    pins = await openPins();
     const guard = new ToolGuard({
       store: pins,
       tofu: config.tools.pinning === 'tofu',
@@ -102,6 +110,8 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
         : undefined,
     });
     toolGuard = guard;
+    // Another instance's approval, rejection or rollback must not wait for cached call decisions.
+    if (pins instanceof PostgresPinStore) pins.onChange(() => guard.invalidate());
     interceptors.push(createToolGuardInterceptor(guard));
   }
   const pipeline = new Pipeline(interceptors);
@@ -192,8 +202,8 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     const a = authenticate;
     adminAuthenticate = (req) => a(req, '/admin');
   }
-  // The admin API needs the pin store: the tool guard's, or the same SQLite file the CLI uses.
-  const adminPins = pins ?? new SqlitePinStore(config.state.sqlite);
+  // The admin API needs the pin store: the tool guard's, or the same one the CLI uses.
+  const adminPins = pins ?? (await openPins());
   let admin: AdminApi | undefined;
   // Upstream tokens and stored secrets are encrypted at rest with the configured key [C-TOK-4].
   const secrets = config.secrets ? await openSecretStore(config.secrets, store) : undefined;
@@ -370,8 +380,8 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
         await httpServer.shutdown(graceMs);
         audit.emit({ type: 'gateway.stop', decision: 'info', reason: 'stopped' });
         await audit.close();
-        pins?.close();
-        if (adminPins !== pins) adminPins.close();
+        await pins?.close();
+        if (adminPins !== pins) await adminPins.close();
         await as?.close();
         await store.close();
       })();

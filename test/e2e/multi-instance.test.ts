@@ -4,7 +4,7 @@
  * and a real Redis (sessions, revocation fan-out), like replicas behind a load balancer. They
  * have the same `listen.publicUrl` (the balancer's name), so one access token from a real
  * OpenID Provider (`test/helpers/oidc.ts`) is valid on all of them, and each has its own SQLite
- * file (separate hosts).
+ * file (separate hosts), which holds nothing shared: tool pins live in PostgreSQL too.
  *
  * Upstreams: `rec`, an in-process Streamable HTTP MCP server that records every request
  * (`test/fixtures/recording-upstream.ts`), and `everything`, the real server-everything over
@@ -15,9 +15,9 @@
  * initialize upstream); a DELETE on A is a 404 on B and C within one second; the session id under
  * another user's token is not found on any instance; a stdio session continues on another
  * instance, which starts and initialises its own server process; SIGKILL of A loses no session.
- * Also proven: one server process per restored stdio session, and a graceful shutdown that leaves
- * shared upstream sessions alone. One `todo` test states what does not hold yet: tool pins are per
- * instance (SQLite), not shared. Drop the `todo` option when they move to the shared store.
+ * Also proven: one server process per restored stdio session, a graceful shutdown that leaves
+ * shared upstream sessions alone, and tool pins shared by all instances: a tool listed (and
+ * pinned, TOFU) through A is callable on C, which never listed it.
  *
  * Skipped (with an install hint) without PostgreSQL or Redis; a failure under
  * WARDEN_REQUIRE_SYSTEM=1. Everything the run creates (schema, Redis keys, processes, files)
@@ -344,8 +344,6 @@ describe('Sessions across gateway instances on PostgreSQL + Redis', { skip, time
     const sid = await openSession(a, 'rec', recToken);
     assert.deepEqual(toolNames(await call(a, 'rec', recToken, sid, 'tools/list')), ['echo']);
     for (const inst of [b, c]) {
-      // Tool pins live in each instance's SQLite: an instance serves tools/call only for tools
-      // it has listed itself (see the todo test below).
       assert.deepEqual(toolNames(await call(inst, 'rec', recToken, sid, 'tools/list')), ['echo'], inst.name);
       const r = await call(inst, 'rec', recToken, sid, 'tools/call', {
         name: 'echo',
@@ -462,7 +460,7 @@ describe('Sessions across gateway instances on PostgreSQL + Redis', { skip, time
     assert.ok(toolNames(await call(b, 'everything', everythingToken, sid, 'tools/list')).includes('echo'));
     assert.equal(await echo(b), 'Echo: via b');
     const onB = await everythingChildren(b);
-    // At least one: exactly one is the todo test below.
+    // At least one: exactly one is checked by the next test.
     assert.ok(onB.length >= 1, 'B started its own server-everything for the session');
     assert.ok(
       onB.every((pid) => !onA.includes(pid)),
@@ -494,9 +492,7 @@ describe('Sessions across gateway instances on PostgreSQL + Redis', { skip, time
     );
   });
 
-  it('[C-SESS-7] a tool listed on A can be called on C, where the session continues', {
-    todo: 'gateway bug: tool pins are per instance (SqlitePinStore on state.sqlite), so C refuses echo as "unknown"',
-  }, async () => {
+  it('[C-SESS-7][C-TOOL-3] a tool listed on A can be called on C, where the session continues', async () => {
     const sid = await openSession(a, 'everything', everythingToken);
     assert.ok(toolNames(await call(a, 'everything', everythingToken, sid, 'tools/list')).includes('echo'));
     // C has never listed everything's tools: the client listed them through A.

@@ -19,8 +19,8 @@ const processIO: CommandIO = {
 
 const USAGE = `usage: mcp-warden inventory [--config FILE | --db FILE] [--server S] [--json]
 
-  --config FILE  the gateway configuration: use its state.sqlite
-  --db FILE      pin database (default ${DEFAULT_DB})
+  --config FILE  the gateway configuration: use its pins (state.postgres if set, else state.sqlite)
+  --db FILE      SQLite pin database (default ${DEFAULT_DB})
   --server S     only this server
   --json         machine-readable output
 `;
@@ -103,7 +103,7 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
     io.out(USAGE);
     return 0;
   }
-  const store = openPinStoreForCli(values, io);
+  const store = await openPinStoreForCli(values, io);
   if (typeof store === 'number') return store;
   try {
     const servers: (InventoryServer & { launch?: Launch })[] = inventory(store, values.server);
@@ -120,6 +120,6 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
     else print(servers, io);
     return 0;
   } finally {
-    store.close();
+    await store.close();
   }
 }

@@ -1,7 +1,9 @@
 /**
- * `mcp-warden tools …`: the operator side of tool pinning [C-TOOL-5]. Works on the SQLite pin
- * store; every decision is recorded with who made it. Text printed from upstream definitions
- * goes through `makeVisible`, so hidden characters and terminal escapes cannot hide anything.
+ * `mcp-warden tools …`: the operator side of tool pinning [C-TOOL-5]. Works on the pin store of
+ * the configuration (PostgreSQL when `state.postgres` is set, else the SQLite file) or on the
+ * SQLite file `--db`; every decision is recorded with who made it. Text printed from upstream
+ * definitions goes through `makeVisible`, so hidden characters and terminal escapes cannot hide
+ * anything.
  */
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -14,8 +16,8 @@ import {
   type PendingItem,
 } from '../../guard/tools/approval.ts';
 import { manifestFromStore } from '../../guard/tools/inventory.ts';
-import type { DefinitionKind } from '../../guard/tools/pins.ts';
-import { SqlitePinStore } from '../../guard/tools/pins-sqlite.ts';
+import type { DefinitionKind, PinStore } from '../../guard/tools/pins.ts';
+import { openPinStore, type PinStoreLocation } from '../../guard/tools/pins-open.ts';
 
 /** Where the command writes (tests pass their own). */
 export interface CommandIO {
@@ -36,17 +38,22 @@ export const summary =
 export const DEFAULT_DB = './data/warden.db';
 
 /**
- * The pin database a command works on: `--db FILE`, else `state.sqlite` of the configuration
- * file `--config FILE` (the same file the gateway uses), else {@link DEFAULT_DB}. Both at once
- * is a usage error. Throws an Error with a message meant for the operator.
+ * The pin database a command works on: `--db FILE`, else the `state` of the configuration file
+ * `--config FILE` (the pins the gateway uses: PostgreSQL when `state.postgres` is set, else
+ * `state.sqlite`), else {@link DEFAULT_DB}. Both at once is a usage error. Throws an Error with a
+ * message meant for the operator.
  */
-export function resolveDbPath(values: { db?: string | undefined; config?: string | undefined }): string {
+export function resolvePinLocation(values: {
+  db?: string | undefined;
+  config?: string | undefined;
+}): PinStoreLocation {
   if (values.db !== undefined && values.config !== undefined)
     throw new Error('give either --db or --config, not both');
-  if (values.db !== undefined) return values.db;
-  if (values.config === undefined) return DEFAULT_DB;
+  if (values.db !== undefined) return { sqlite: values.db };
+  if (values.config === undefined) return { sqlite: DEFAULT_DB };
   try {
-    return loadConfigFile(values.config).state.sqlite;
+    const { sqlite, postgres, postgresSchema } = loadConfigFile(values.config).state;
+    return { sqlite, postgres, postgresSchema };
   } catch (err) {
     if (err instanceof ConfigError) throw new Error(err.message);
     throw err;
@@ -55,23 +62,29 @@ export function resolveDbPath(values: { db?: string | undefined; config?: string
 
 /**
  * Opens the pin database named by `--db` / `--config` for a CLI command; on failure it reports
- * to the operator and returns the exit code (2 usage or unreadable configuration, 1 no database).
+ * to the operator and returns the exit code (2 usage or unreadable configuration, 1 no database
+ * or PostgreSQL unreachable). Close the store with `await store.close()`.
  */
-export function openPinStoreForCli(
+export async function openPinStoreForCli(
   values: { db?: string | undefined; config?: string | undefined },
   io: CommandIO,
-): SqlitePinStore | number {
-  let db: string;
+): Promise<PinStore | number> {
+  let where: PinStoreLocation;
   try {
-    db = resolveDbPath(values);
+    where = resolvePinLocation(values);
   } catch (err) {
     io.err(`${err instanceof Error ? err.message : String(err)}\n`);
     return 2;
   }
   try {
-    return new SqlitePinStore(db, { mustExist: true });
+    return await openPinStore(where, { mustExist: true });
   } catch (err) {
-    io.err(`cannot open ${db}: ${err instanceof Error ? err.message : String(err)}\n`);
+    // Never the PostgreSQL URL: it may carry a password.
+    const what = where.postgres
+      ? `the pins in PostgreSQL (schema ${where.postgresSchema ?? 'public'})`
+      : where.sqlite;
+    const why = err instanceof Error ? err.message : String(err);
+    io.err(`cannot open ${what}: ${why}\n`);
     return 1;
   }
 }
@@ -88,8 +101,8 @@ commands:
   manifest SERVER                              manifest payload of what is approved (to sign)
 
 options:
-  --config FILE  the gateway configuration: use its state.sqlite
-  --db FILE      pin database (default ${DEFAULT_DB})
+  --config FILE  the gateway configuration: use its pins (state.postgres if set, else state.sqlite)
+  --db FILE      SQLite pin database (default ${DEFAULT_DB})
   --kind KIND    tool | prompt | resourceTemplate, when a name is ambiguous
   --by WHO       who decides (default: cli:<login name>)
   --json         machine-readable output
@@ -171,7 +184,7 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
   const kindOpt = kind ? { kind: kind as DefinitionKind } : {};
   const json = (v: unknown): void => io.out(`${JSON.stringify(v, null, 2)}\n`);
 
-  const store = openPinStoreForCli(values, io);
+  const store = await openPinStoreForCli(values, io);
   if (typeof store === 'number') return store;
   const approvals = new Approvals(store);
   const by = values.by ?? defaultActor();
@@ -215,6 +228,16 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
             : sub === 'reject'
               ? approvals.reject(server, name, hash, by, decision)
               : approvals.rollback(server, name, hash, by, decision);
+        // A write-behind store (PostgreSQL): the decision counts only once it is durable.
+        try {
+          await store.flush?.();
+        } catch (err) {
+          const why = err instanceof Error ? err.message : String(err);
+          io.err(
+            `the ${sub} of ${vis(JSON.stringify(v.name))} on ${server} could not be confirmed as saved (${why}); check with: mcp-warden tools history\n`,
+          );
+          return 1;
+        }
         if (values.json)
           json({ server, kind: v.kind, name: v.name, hash: v.hash, status: v.status, action: sub, by });
         else {
@@ -250,7 +273,7 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
     }
     throw err;
   } finally {
-    store.close();
+    await store.close();
   }
 }
 

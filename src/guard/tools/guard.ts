@@ -343,7 +343,12 @@ export class ToolGuard {
   ): Promise<Observation> {
     this.#callCache.clear();
     try {
-      return await this.#observe(server, kind, advertised, opts);
+      const obs = await this.#observe(server, kind, advertised, opts);
+      // A write-behind store (PostgreSQL): wait until the pins are durable, so that an instance
+      // asked about them next finds them. On failure the store keeps retrying (and fails closed
+      // when it stays behind); the list computed here is still right.
+      await this.#store.flush?.().catch(() => {});
+      return obs;
     } finally {
       // State may have changed: no call may be decided on what was cached before.
       this.#callCache.clear();
@@ -560,7 +565,17 @@ export class ToolGuard {
     const now = Date.now();
     const hit = this.#callCache.get(key);
     if (hit && now - hit.at < CALL_CACHE_MS) return hit.decision;
-    const decision = await this.#checkCall(server, kind, name);
+    let decision = await this.#checkCall(server, kind, name);
+    // A shared store (PostgreSQL) may not have read another instance's pin or approval yet:
+    // read its latest changes before refusing. A failure keeps the refusal.
+    if (!decision.ok && this.#store.refresh) {
+      try {
+        await this.#store.refresh();
+        decision = await this.#checkCall(server, kind, name);
+      } catch {
+        // fail closed: the refusal stands
+      }
+    }
     if (this.#callCache.size > 10_000) this.#callCache.clear();
     this.#callCache.set(key, { at: now, decision });
     return decision;

@@ -5,8 +5,9 @@
  * [C-SUP-4].
  *
  * The interface is deliberately small and synchronous (SQLite through better-sqlite3 is
- * synchronous; a network store would sit behind a cache). The in-memory implementation is here;
- * the SQLite one is in ./pins-sqlite.ts.
+ * synchronous; the PostgreSQL store keeps a synchronous in-process mirror). The in-memory
+ * implementation is here; the SQLite one is in ./pins-sqlite.ts, the PostgreSQL one (shared by
+ * several gateway instances) in ./pins-postgres.ts.
  */
 import type { DefinitionHash } from './canonical.ts';
 
@@ -121,7 +122,15 @@ export interface PinStore {
   servers(): string[];
   /** Runs `fn` atomically: either all its mutations persist or none. */
   transaction<T>(fn: () => T): T;
-  close(): void;
+  /**
+   * Stores that write behind (PostgreSQL): resolves once every change made so far is durable
+   * where other processes read it; rejects when that does not happen in time.
+   */
+  flush?(): Promise<void>;
+  /** Stores shared with other processes (PostgreSQL): reads their latest changes now. */
+  refresh?(): Promise<void>;
+  /** Closes the store (a write-behind store first writes what is queued). */
+  close(): void | Promise<void>;
 }
 
 /** Stable key string of a definition (internal maps, caches). */
@@ -129,7 +138,8 @@ export function keyString(k: DefinitionKey): string {
   return JSON.stringify([k.server, k.kind, k.name]);
 }
 
-const compareKeys = (a: DefinitionKey, b: DefinitionKey): number =>
+/** Orders keys by server, kind, name (the order of {@link PinStore.states}). */
+export const compareKeys = (a: DefinitionKey, b: DefinitionKey): number =>
   a.server < b.server
     ? -1
     : a.server > b.server
