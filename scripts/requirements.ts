@@ -48,7 +48,7 @@ const CODE: Record<string, string[]> = {
   'S-SESS-5': ['src/config/schema.ts'],
   'S-SESS-6': ['src/transport/http-server.ts', 'src/mcp/protocol.ts'],
   'S-SESS-7': ['src/gateway/streams.ts', 'src/store/events.ts'],
-  'S-SESS-8': ['src/gateway/session.ts', 'src/transport/http-server.ts'],
+  'S-SESS-8': ['src/gateway/session.ts', 'src/gateway/tasks.ts', 'src/transport/http-server.ts'],
   'C-TOOL-1': ['src/guard/tools/schema.ts', 'src/guard/tools/guard.ts'],
   'C-TOOL-2': ['src/guard/tools/scan.ts', 'src/guard/content/'],
   'C-TOOL-3': [
@@ -106,8 +106,6 @@ const PINNING_OPT_IN =
 
 /** Implemented in part: the reason is shown in the matrix. */
 const PARTIAL: Record<string, string> = {
-  'S-SESS-8':
-    "pending elicitations answered only through the owner's session (user-bound); tasks are forwarded to the per-user upstream session, not tracked by the gateway",
   'C-TOK-4':
     'upstream tokens and stored secrets encrypted (AES-256-GCM, env/file/Vault/Azure keys, rotation); the AS signing keys are not yet encrypted',
   'S-ELI-1':

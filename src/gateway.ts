@@ -20,6 +20,7 @@ import { UserOAuthProvider } from './auth/upstream/user-oauth.ts';
 import { authorizationServerInput } from './config/load.ts';
 import type { WardenConfig } from './config/schema.ts';
 import { Session, type SessionDeps } from './gateway/session.ts';
+import { storeTaskOwners } from './gateway/tasks.ts';
 import { defaultTransportFactory, type TransportFactory } from './gateway/upstream-client.ts';
 import { DEFAULT_DETECTION_POLICY } from './guard/content/policy.ts';
 import { Approvals } from './guard/tools/approval.ts';
@@ -288,6 +289,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
         }
       : {}),
     ...(store.backends.ephemeral !== 'sqlite' ? { events: store.events } : {}),
+    tasks: storeTaskOwners(store.kv),
   };
   const httpServer = new GatewayHttpServer({
     config,

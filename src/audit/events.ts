@@ -15,6 +15,8 @@ export type AuditEventType =
   | 'session.expired'
   | 'session.hijack_suspected'
   | 'session.rotated'
+  | 'task.created'
+  | 'task.denied'
   | 'auth.token'
   | 'auth.decision'
   | 'mcp.request'

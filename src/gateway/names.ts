@@ -1,6 +1,7 @@
 /**
  * Collision-free naming on the aggregated endpoint `/mcp` (documented in docs/architecture.md):
- * - tools and prompts: `<server>__<name>` (server names never contain `_`, so the first `__` splits);
+ * - tools, prompts and task ids: `<server>__<name>` (server names never contain `_`, so the first
+ *   `__` splits);
  * - resources and resource templates: `<server>+<original URI>` (server names are valid URI
  *   scheme characters, so `everything+test://static/1` is itself a URI with scheme `everything+test`);
  * - pagination cursors: base64url JSON map of server → upstream cursor.

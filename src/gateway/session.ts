@@ -26,6 +26,15 @@ import type { EventStore } from '../store/types.ts';
 import { decodeCursor, encodeCursor, qualifyName, qualifyUri, splitName, splitUri } from './names.ts';
 import { Stream, type StreamOptions } from './streams.ts';
 import {
+  createdTask,
+  MAX_TASK_ID_LENGTH,
+  ownerTtlSec,
+  qualifyTaskIds,
+  type TaskOwners,
+  taskFingerprint,
+  taskIdOf,
+} from './tasks.ts';
+import {
   type CredentialHeaders,
   isCancelledAnswer,
   type Pending,
@@ -49,6 +58,8 @@ export interface SessionDeps {
   refreshOnListChanged?: boolean;
   /** The credential provider of an upstream (config `servers[].auth`), if any. */
   credentials?: (server: ServerConfig) => CredentialProvider | undefined;
+  /** Who created each upstream task (shared store): tasks are bound to the user [S-SESS-8]. */
+  tasks?: TaskOwners;
 }
 
 type Tag = Stream | undefined;
@@ -62,6 +73,16 @@ interface ServerRequestWait {
 }
 
 const NO_STREAMS: readonly Stream[] = [];
+
+/** Task methods that name one task: the caller must own it [S-SESS-8]. */
+const TASK_BY_ID: ReadonlySet<string> = new Set(['tasks/get', 'tasks/result', 'tasks/cancel']);
+
+/** A response whose task ids are qualified for the aggregated endpoint (`<server>__<taskId>`). */
+function qualifyTaskResult(server: string, res: JsonRpcResponse): JsonRpcResponse {
+  if (!('result' in res)) return res;
+  const result = qualifyTaskIds(server, res.result);
+  return result === res.result ? res : { ...res, result };
+}
 
 /**
  * A session's upstream clients by server name: the read side of a Map over a plain array. A
@@ -452,10 +473,117 @@ export class Session {
     const c = this.#upstreams.get(server);
     if (!c)
       return Promise.resolve(errorResponse(req.id, ErrorCode.InvalidParams, `unknown server "${server}"`));
-    const answer = this.#deps.pipeline.request(this.#ctx(server, 'client-to-server'), req, (r) =>
+    const tasks = this.#deps.tasks;
+    if (tasks && (req.method.startsWith('tasks/') || req.params?.taskId !== undefined))
+      return this.#taskRequest(tasks, server, c, req, stream);
+    let answer = this.#send(server, c, req, stream);
+    if (tasks && req.params?.task !== undefined)
+      answer = answer.then((res) => this.#recordTask(tasks, server, res));
+    return req.method === 'tools/call' ? this.#auditCall(server, req, answer) : answer;
+  }
+
+  #send(server: string, c: UpstreamClient<Tag>, req: JsonRpcRequest, stream: Tag): Promise<JsonRpcResponse> {
+    return this.#deps.pipeline.request(this.#ctx(server, 'client-to-server'), req, (r) =>
       c.request(r, stream),
     );
-    return req.method === 'tools/call' ? this.#auditCall(server, req, answer) : answer;
+  }
+
+  /**
+   * A request naming a task (`tasks/get`, `tasks/result`, `tasks/cancel`, anything with a
+   * `taskId`) reaches the upstream only when this user created the task; another user's task
+   * and an unknown one get the same -32602 "Task not found" [S-SESS-8]. `tasks/list` answers
+   * are filtered to the user's own tasks.
+   */
+  async #taskRequest(
+    tasks: TaskOwners,
+    server: string,
+    c: UpstreamClient<Tag>,
+    req: JsonRpcRequest,
+    stream: Tag,
+  ): Promise<JsonRpcResponse> {
+    if (req.method === 'tasks/list')
+      return this.#ownTasksOnly(tasks, server, await this.#send(server, c, req, stream));
+    if (req.params?.taskId === undefined && !TASK_BY_ID.has(req.method))
+      return this.#send(server, c, req, stream);
+    const taskId = taskIdOf(req.params);
+    if (taskId === undefined) return errorResponse(req.id, ErrorCode.InvalidParams, 'Invalid task id');
+    let owner: string | undefined;
+    try {
+      owner = await tasks.owner(server, taskId);
+    } catch (err) {
+      this.#deps.log('warn', `task owner lookup failed: ${(err as Error).message}`, { server });
+      return errorResponse(
+        req.id,
+        ErrorCode.InternalError,
+        "Service unavailable: the task's owner cannot be checked (state backend unreachable); retry later",
+      );
+    }
+    if (owner !== this.identity.user) {
+      this.#deps.audit({
+        type: 'task.denied',
+        decision: 'deny',
+        reason: owner === undefined ? 'task_unknown' : 'task_not_owned',
+        session: this.id,
+        server,
+        actor: { user: this.identity.user },
+        detail: { method: req.method.slice(0, 64), task: taskFingerprint(taskId) },
+      });
+      return errorResponse(req.id, ErrorCode.InvalidParams, 'Task not found');
+    }
+    return this.#send(server, c, req, stream);
+  }
+
+  /** Records the creator of a task the upstream just created; fails closed when it cannot. */
+  async #recordTask(tasks: TaskOwners, server: string, res: JsonRpcResponse): Promise<JsonRpcResponse> {
+    if (!('result' in res)) return res;
+    const t = createdTask(res.result);
+    if (!t) return res;
+    if (t.taskId.length === 0 || t.taskId.length > MAX_TASK_ID_LENGTH)
+      return errorResponse(res.id, ErrorCode.InternalError, `server "${server}" returned an invalid task id`);
+    try {
+      await tasks.record(server, t.taskId, this.identity.user, ownerTtlSec(t.ttl));
+    } catch (err) {
+      this.#deps.log('warn', `could not record a task owner: ${(err as Error).message}`, { server });
+      return errorResponse(
+        res.id,
+        ErrorCode.InternalError,
+        'Service unavailable: the task the server created could not be bound to your identity (state backend unreachable), so it cannot be used; retry the request',
+      );
+    }
+    this.#deps.audit({
+      type: 'task.created',
+      decision: 'allow',
+      reason: 'task_created',
+      session: this.id,
+      server,
+      actor: { user: this.identity.user },
+      detail: { task: taskFingerprint(t.taskId) },
+    });
+    return res;
+  }
+
+  /** Keeps only this user's tasks in a `tasks/list` answer (a failed lookup hides the task). */
+  async #ownTasksOnly(tasks: TaskOwners, server: string, res: JsonRpcResponse): Promise<JsonRpcResponse> {
+    if (!('result' in res) || !Array.isArray(res.result.tasks)) return res;
+    const list = res.result.tasks as unknown[];
+    const owners = await Promise.all(
+      list.map((t) => {
+        const id = t && typeof t === 'object' ? taskIdOf(t as Record<string, unknown>) : undefined;
+        return id === undefined ? undefined : tasks.owner(server, id).catch(() => undefined);
+      }),
+    );
+    const kept = list.filter((_, i) => owners[i] === this.identity.user);
+    if (kept.length === list.length) return res;
+    this.#deps.audit({
+      type: 'task.denied',
+      decision: 'deny',
+      reason: 'tasks_of_others_hidden',
+      session: this.id,
+      server,
+      actor: { user: this.identity.user },
+      detail: { method: 'tasks/list', hidden: list.length - kept.length },
+    });
+    return { ...res, result: { ...res.result, tasks: kept } };
   }
 
   /** One audit event per tool invocation: outcome, duration, argument names (never values) [C-MON-2]. */
@@ -490,7 +618,11 @@ export class Session {
     this.#deps.audit({
       type: 'tool.call',
       decision: 'allow',
-      reason: res.result.isError === true ? 'tool_error' : 'completed',
+      reason: createdTask(res.result)
+        ? 'task_created'
+        : res.result.isError === true
+          ? 'tool_error'
+          : 'completed',
       session: this.id,
       server,
       tool,
@@ -561,9 +693,22 @@ export class Session {
           );
         const res = await this.#forward(q.server, { ...req, params: { ...params, name: q.name } }, stream);
         return req.method === 'tools/call'
-          ? this.#qualifyContent(q.server, res)
+          ? this.#qualifyContent(q.server, qualifyTaskResult(q.server, res))
           : this.#qualifyPrompt(q.server, res);
       }
+      case 'tasks/get':
+      case 'tasks/result':
+      case 'tasks/cancel': {
+        const q = typeof params.taskId === 'string' ? splitName(params.taskId) : undefined;
+        if (!q || !this.#upstreams.has(q.server))
+          return errorResponse(req.id, ErrorCode.InvalidParams, 'Task not found');
+        const res = await this.#forward(q.server, { ...req, params: { ...params, taskId: q.name } }, stream);
+        return req.method === 'tasks/result'
+          ? this.#qualifyContent(q.server, qualifyTaskResult(q.server, res))
+          : qualifyTaskResult(q.server, res);
+      }
+      case 'tasks/list':
+        return this.#aggregateList(req, { key: 'tasks', field: 'taskId', capability: 'tasks' }, stream);
       case 'resources/read':
       case 'resources/subscribe':
       case 'resources/unsubscribe': {
@@ -623,7 +768,7 @@ export class Session {
 
   async #aggregateList(
     req: JsonRpcRequest,
-    kind: { key: string; field: 'name' | 'uri' | 'uriTemplate'; capability: string },
+    kind: { key: string; field: 'name' | 'uri' | 'uriTemplate' | 'taskId'; capability: string },
     stream: Stream,
   ): Promise<JsonRpcResponse> {
     const params = req.params ?? {};
@@ -660,7 +805,8 @@ export class Session {
           if (typeof v !== 'string') continue;
           items.push({
             ...it,
-            [kind.field]: kind.field === 'name' ? qualifyName(name, v) : qualifyUri(name, v),
+            [kind.field]:
+              kind.field === 'name' || kind.field === 'taskId' ? qualifyName(name, v) : qualifyUri(name, v),
           });
         }
       }
@@ -820,10 +966,32 @@ export class Session {
     n: JsonRpcNotification,
     related: Pending<Tag> | undefined,
   ): void {
+    const tasks = this.#deps.tasks;
+    if (tasks && n.method === 'notifications/tasks/status') {
+      // Only about this user's own tasks [S-SESS-8] (a status sent before the task's owner was
+      // recorded is dropped too: status notifications are optional, clients poll tasks/get).
+      const id = taskIdOf(n.params);
+      void (
+        id === undefined ? Promise.resolve(undefined) : tasks.owner(server, id).catch(() => undefined)
+      ).then((owner) => {
+        if (owner === this.identity.user) this.#emitNotification(server, n, related);
+        else
+          this.#deps.log('debug', 'dropped a task status notification about a task of another user', {
+            server,
+          });
+      });
+      return;
+    }
+    this.#emitNotification(server, n, related);
+  }
+
+  #emitNotification(server: string, n: JsonRpcNotification, related: Pending<Tag> | undefined): void {
     let msg = n;
     if (!this.single) {
       if (n.method === 'notifications/resources/updated' && typeof n.params?.uri === 'string') {
         msg = { ...n, params: { ...n.params, uri: qualifyUri(server, n.params.uri) } };
+      } else if (n.method === 'notifications/tasks/status' && n.params) {
+        msg = { ...n, params: qualifyTaskIds(server, n.params) };
       }
     }
     if (n.method === 'notifications/cancelled') {
