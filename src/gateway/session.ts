@@ -147,6 +147,8 @@ export class Session {
   readonly #upstreams = new Upstreams();
   /** Open streams by id; allocated on demand, dropped when empty (idle sessions hold none). */
   #streamsMap: Map<string, Stream> | undefined;
+  /** The only open stream while there is just one (the common case): no Map per request. */
+  #soleStream: Stream | undefined;
   #getStreams: Stream[] = [];
   /** Session-level messages waiting for a GET stream. */
   #backlog: JsonRpcMessage[] = [];
@@ -633,15 +635,29 @@ export class Session {
   }
 
   #streams(): Iterable<Stream> {
-    return this.#streamsMap?.values() ?? NO_STREAMS;
+    if (this.#streamsMap) return this.#streamsMap.values();
+    return this.#soleStream ? [this.#soleStream] : NO_STREAMS;
   }
 
   #addStream(stream: Stream): void {
-    this.#streamsMap ??= new Map();
+    if (!this.#streamsMap && !this.#soleStream) {
+      this.#soleStream = stream;
+      return;
+    }
+    if (!this.#streamsMap) {
+      this.#streamsMap = new Map();
+      const first = this.#soleStream!;
+      this.#streamsMap.set(first.id, first);
+      this.#soleStream = undefined;
+    }
     this.#streamsMap.set(stream.id, stream);
   }
 
   #dropStream(id: string): void {
+    if (this.#soleStream?.id === id) {
+      this.#soleStream = undefined;
+      return;
+    }
     const m = this.#streamsMap;
     if (m?.delete(id) && m.size === 0) this.#streamsMap = undefined;
   }
@@ -1080,6 +1096,7 @@ export class Session {
     this.closed = true;
     for (const s of [...this.#streams()]) s.end();
     this.#streamsMap = undefined;
+    this.#soleStream = undefined;
     for (const p of this.#serverRequests?.values() ?? []) clearTimeout(p.timer);
     this.#serverRequests = undefined;
     await Promise.all([...this.#upstreams.values()].map((c) => c.close(opts).catch(() => {})));
