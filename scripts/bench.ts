@@ -1,7 +1,11 @@
 /**
  * `npm run bench`: performance of the gateway (issues 2, 3 and 5).
  *
- *   A  direct connection to the HTTP bench upstream vs the gateway fronting it (/mcp/up)
+ *   A  direct connection to the HTTP bench upstream vs the floor (a bare node:http + undici proxy,
+ *      scripts/bench/floor-proxy.ts: what any Node HTTP-to-HTTP proxy costs) vs the gateway
+ *      fronting it (/mcp/up), measured interleaved
+ *   E  the same three targets in front of a typical MCP server on the official SDK
+ *      (test/fixtures/bench-sdk-server.ts), measured interleaved
  *   D  the same gateway vs one with Redis-backed sessions vs one with `auth.mode: oauth`,
  *      measured interleaved (Redis skipped with a note when REDIS_URL does not answer)
  *   C  10,000 idle sessions held on the gateway (HTTP upstream): memory per session
@@ -9,9 +13,12 @@
  *   B  mcp-proxy bridging the stdio bench server vs the gateway fronting the same stdio server
  *   +  access-token validation cost (src/auth/resource/bench.ts) when it imports cleanly
  *
- * For each target of A and B: latency at a moderate fixed rate (open loop, µs resolution) and
- * max throughput (autocannon), plus the RSS of the gateway / proxy process. The gateway, the
- * proxy and the upstream run as child processes; this process is only the load generator.
+ * For each target of A, B and E: latency at a moderate fixed rate (open loop, µs resolution) and
+ * max throughput (autocannon), CPU per request, plus the RSS of the gateway / proxy process. The
+ * targets of A and of E run side by side and are measured in interleaved rounds (order rotated)
+ * so that drift of the shared machine hits them alike; B's two are measured one after the other.
+ * The gateway, the proxies and the upstreams run as child processes; this process is only the
+ * load generator.
  * Every gateway gets its own temporary `state.sqlite` file. Writes docs/benchmarks.md (not
  * with --only, unless --md says where).
  *
@@ -26,20 +33,22 @@
  *   --session-concurrency N  handshakes in flight while opening them (default 64)
  *   --soak SECONDS     also run the soak for that long (default off; issue 5 asks for 600)
  *   --soak-rate N      soak rate in req/s (default 300)
- *   --only LIST        run a subset: http,variants,sessions,soak,stdio,jwt (comma-separated)
+ *   --only LIST        run a subset: http,sdk,variants,sessions,soak,stdio,jwt (comma-separated)
  *   --render FILE      only re-render the report from the JSON of an earlier `--json` run
  * Environment: REDIS_URL (default redis://127.0.0.1:6379) for the Redis-backed variant.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { Agent } from 'node:http';
 import { cpus, loadavg, type as osType, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { maxThroughput } from './bench/load.ts';
+import { maxThroughput, type ThroughputStats } from './bench/load.ts';
 import {
   closeSessions,
   fixedRate,
   initSession,
+  latencyStats,
   type McpSession,
   openSessions,
   sanityCheck,
@@ -60,6 +69,7 @@ import { countPrefix, deletePrefix, redisProblem } from './bench/redis.ts';
 import {
   type BenchResults,
   evaluate,
+  FLOOR_LABEL,
   median,
   renderMarkdown,
   type SessionsResult,
@@ -71,7 +81,7 @@ import {
 } from './bench/report.ts';
 import { type SoakResult, soak } from './bench/soak.ts';
 
-const SECTIONS = ['http', 'variants', 'sessions', 'soak', 'stdio', 'jwt'] as const;
+const SECTIONS = ['http', 'sdk', 'variants', 'sessions', 'soak', 'stdio', 'jwt'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Args {
@@ -159,6 +169,14 @@ const P = {
   sessions: args.sessions ?? (args.quick ? 2000 : 10_000),
   sessionConcurrency: args.sessionConcurrency,
 };
+/**
+ * Interleaved rounds of scenarios A and E: the fixed-rate and max runs of P split into this many
+ * windows per target (same time per target in all).
+ */
+const I = {
+  rounds: args.quick ? 2 : 5,
+  maxRounds: args.quick ? 3 : 5,
+};
 /** Interleaved comparison of scenario D. */
 const V = {
   rounds: args.quick ? 2 : 3,
@@ -201,6 +219,9 @@ const benchServer: Runnable = await prepare('test/fixtures/bench-server.ts');
 const gatewayMain: Runnable = await prepare('scripts/bench/gateway-main.ts', {
   useTsx: benchServer.runtime === 'tsx',
   pinImportMeta: true,
+});
+const floorProxy: Runnable = await prepare('scripts/bench/floor-proxy.ts', {
+  useTsx: benchServer.runtime === 'tsx',
 });
 log(`runtime: ${gatewayMain.runtime}`);
 
@@ -271,75 +292,210 @@ function profileFlags(key: TargetKey): string[] {
   return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
 }
 
-/** CPU time of each of `pids` (and of this load generator) while `run` executes, per completed request (µs). */
-async function withCpu<T>(
+/**
+ * CPU time (µs) used by each of `pids` and by this load generator while `run` executes, and the
+ * number of requests `count` says it served.
+ */
+async function cpuDelta<T>(
   pids: number[],
   run: () => Promise<T>,
   count: (r: T) => number,
-): Promise<{ result: T; perReq: (number | undefined)[]; loadgen: number }> {
+): Promise<{ result: T; used: (number | undefined)[]; loadgen: number; n: number }> {
   const before = pids.map(cpuMicros);
   const self = process.cpuUsage();
   const result = await run();
-  const used = process.cpuUsage(self);
-  const n = Math.max(1, count(result));
-  const perReq = pids.map((pid, i) => {
+  const spent = process.cpuUsage(self);
+  const used = pids.map((pid, i) => {
     const a = before[i];
     const b = cpuMicros(pid);
-    return a === undefined || b === undefined ? undefined : Math.round((b - a) / n);
+    return a === undefined || b === undefined ? undefined : b - a;
   });
-  return { result, perReq, loadgen: Math.round((used.user + used.system) / n) };
+  return { result, used, loadgen: spent.user + spent.system, n: count(result) };
 }
 
-/** Warm-up, fixed-rate latency, max throughput, RSS, CPU per request — for one target. */
-async function measure(
-  key: TargetKey,
-  label: string,
-  url: string,
-  child: Child,
-  measuredProcess: string,
-  upstream?: Child,
-): Promise<TargetResult> {
-  const r: TargetResult = { key, label, url, measuredProcess };
-  const pids = upstream ? [child.pid, upstream.pid] : [child.pid];
-  try {
-    r.rssStart = rssBytes(child.pid);
-    const s: McpSession = await initSession(url);
-    await sanityCheck(s);
-    log(`${key}: warm-up`);
-    await fixedRate(s, P.rate, P.warmupS * 1000);
-    await maxThroughput(s, P.connections, P.warmupS);
-    log(`${key}: ${P.rate} req/s for ${P.rateDurationS} s`);
-    const lat = await withCpu(
-      pids,
-      () => fixedRate(s, P.rate, P.rateDurationS * 1000),
-      (x) => x.requests + x.errors,
-    );
-    r.latency = lat.result;
-    r.cpuUsPerReqRate = lat.perReq[0];
-    log(`${key}: p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, errors ${r.latency.errors}`);
-    log(`${key}: max throughput, ${P.connections} connections for ${P.maxDurationS} s`);
-    const tp = await withCpu(
-      pids,
-      () => maxThroughput(s, P.connections, P.maxDurationS),
-      (x) => x.total,
-    );
-    r.throughput = tp.result;
-    r.cpuUsPerReqMax = tp.perReq[0];
-    r.upstreamCpuUsPerReqMax = tp.perReq[1];
-    r.loadgenCpuUsPerReqMax = tp.loadgen;
-    log(
-      `${key}: ${r.throughput.rps} req/s, errors ${r.throughput.errors + r.throughput.non2xx}, ${r.cpuUsPerReqMax} µs CPU/req`,
-    );
-    r.rssEnd = rssBytes(child.pid);
-    if (measuredProcess === 'gateway') {
-      const m = await child.ask('mem', MEM_LINE);
-      r.heapAfterGc = Number(m[2]);
+/** One target of scenario A, B or E: an endpoint and the process(es) whose cost is read. */
+interface MeasureSpec {
+  key: TargetKey;
+  label: string;
+  url: string;
+  /** The process whose CPU and RSS are reported (the gateway / proxy, or the server for direct). */
+  child: Child;
+  measuredProcess: string;
+  /** The upstream behind a proxy (its CPU per request is reported too). */
+  upstream?: Child;
+}
+
+/** Running sums of one target over the interleaved rounds. */
+interface Measuring {
+  spec: MeasureSpec;
+  r: TargetResult;
+  session?: McpSession;
+  agent: Agent;
+  samples: number[];
+  rateErrors: number;
+  rateElapsedMs: number;
+  tp: ThroughputStats[];
+  /** CPU µs of [measured, upstream] and of the load generator, and the requests they served. */
+  cpuRate: { used: (number | undefined)[]; n: number };
+  cpuMax: { used: (number | undefined)[]; loadgen: number; n: number };
+}
+
+/**
+ * Warm-up, fixed-rate latency, max throughput, RSS, CPU per request — for the targets of one
+ * scenario. With several targets and `rounds` > 1 they are measured **interleaved** (the order
+ * rotated each round, as in scenario D), so that drift of the shared machine hits all of them
+ * alike: `rounds` windows at the fixed rate and `maxRounds` windows at max, adding up to the same
+ * time per target as one sequential run. Latency percentiles are over all samples of the rounds;
+ * max throughput is total requests / total time, autocannon's p50/p99 the medians of the rounds.
+ */
+async function measureTargets(specs: MeasureSpec[], rounds = 1, maxRounds = 1): Promise<TargetResult[]> {
+  const ms: Measuring[] = specs.map((spec) => ({
+    spec,
+    r: {
+      key: spec.key,
+      label: spec.label,
+      url: spec.url,
+      measuredProcess: spec.measuredProcess,
+      ...(rounds > 1 || maxRounds > 1 ? { p50Rounds: [], rpsRounds: [] } : {}),
+    },
+    agent: new Agent({ keepAlive: true, maxSockets: 64 }),
+    samples: [],
+    rateErrors: 0,
+    rateElapsedMs: 0,
+    tp: [],
+    cpuRate: { used: [0, 0], n: 0 },
+    cpuMax: { used: [0, 0], loadgen: 0, n: 0 },
+  }));
+  const fail = (m: Measuring, err: unknown) => {
+    m.r.error = (err as Error).message;
+    log(`${m.r.key}: FAILED ${m.r.error}`);
+  };
+  const pidsOf = (x: MeasureSpec) => (x.upstream ? [x.child.pid, x.upstream.pid] : [x.child.pid]);
+  const add = (acc: (number | undefined)[], used: (number | undefined)[]) => {
+    for (let i = 0; i < acc.length; i++) {
+      const a = acc[i];
+      const u = used[i];
+      acc[i] = a === undefined || u === undefined ? undefined : a + u;
     }
-  } catch (err) {
-    r.error = (err as Error).message;
-    log(`${key}: FAILED ${r.error}`);
+  };
+  for (const m of ms) {
+    try {
+      m.r.rssStart = rssBytes(m.spec.child.pid);
+      m.session = await initSession(m.spec.url);
+      await sanityCheck(m.session);
+      log(`${m.r.key}: warm-up`);
+      await fixedRate(m.session, P.rate, P.warmupS * 1000, m.agent);
+      await maxThroughput(m.session, P.connections, P.warmupS);
+    } catch (err) {
+      fail(m, err);
+    }
   }
-  return r;
+  const live = () => ms.filter((m) => m.session && !m.r.error);
+  const rotate = <T>(a: T[], k: number) => a.map((_, i) => a[(i + k) % a.length]!);
+  const rateWindowMs = (P.rateDurationS * 1000) / rounds;
+  const maxWindowS = P.maxDurationS / maxRounds;
+  for (let k = 0; k < rounds; k++) {
+    for (const m of rotate(live(), k)) {
+      try {
+        log(
+          `${m.r.key}: ${P.rate} req/s for ${rateWindowMs / 1000} s${rounds > 1 ? ` (round ${k + 1}/${rounds})` : ''}`,
+        );
+        const c = await cpuDelta(
+          pidsOf(m.spec),
+          () => fixedRate(m.session!, P.rate, rateWindowMs, m.agent, m.samples),
+          (x) => x.requests + x.errors,
+        );
+        m.rateErrors += c.result.errors;
+        m.rateElapsedMs += c.result.durationMs;
+        add(m.cpuRate.used, c.used);
+        m.cpuRate.n += c.n;
+        m.r.p50Rounds?.push(c.result.p50);
+        log(`${m.r.key}: p50 ${c.result.p50} ms, p99 ${c.result.p99} ms, errors ${c.result.errors}`);
+      } catch (err) {
+        fail(m, err);
+      }
+    }
+  }
+  for (let k = 0; k < maxRounds; k++) {
+    for (const m of rotate(live(), k)) {
+      try {
+        log(
+          `${m.r.key}: max throughput, ${P.connections} connections for ${maxWindowS} s${maxRounds > 1 ? ` (round ${k + 1}/${maxRounds})` : ''}`,
+        );
+        const c = await cpuDelta(
+          pidsOf(m.spec),
+          () => maxThroughput(m.session!, P.connections, maxWindowS),
+          (x) => x.total,
+        );
+        m.tp.push(c.result);
+        add(m.cpuMax.used, c.used);
+        m.cpuMax.loadgen += c.loadgen;
+        m.cpuMax.n += c.n;
+        m.r.rpsRounds?.push(c.result.rps);
+        log(`${m.r.key}: ${c.result.rps} req/s, errors ${c.result.errors + c.result.non2xx}`);
+      } catch (err) {
+        fail(m, err);
+      }
+    }
+  }
+  const perReq = (us: number | undefined, n: number) =>
+    us === undefined || n === 0 ? undefined : Math.round(us / n);
+  for (const m of ms) {
+    m.agent.destroy();
+    if (!m.session) continue;
+    const r = m.r;
+    if (m.samples.length || m.rateErrors)
+      r.latency = latencyStats(m.samples, m.rateErrors, m.rateElapsedMs, P.rate);
+    if (m.tp.length) {
+      const total = m.tp.reduce((a, t) => a + t.total, 0);
+      // Actual seconds of each window (autocannon's rps = total / its measured duration).
+      const seconds = m.tp.reduce((a, t) => a + (t.rps > 0 ? t.total / t.rps : t.durationS), 0);
+      r.throughput = {
+        connections: P.connections,
+        durationS: m.tp.reduce((a, t) => a + t.durationS, 0),
+        rps: Math.round(total / Math.max(1e-9, seconds)),
+        total,
+        errors: m.tp.reduce((a, t) => a + t.errors, 0),
+        non2xx: m.tp.reduce((a, t) => a + t.non2xx, 0),
+        p50: median(m.tp.map((t) => t.p50)) ?? Number.NaN,
+        p99: median(m.tp.map((t) => t.p99)) ?? Number.NaN,
+        mean: Math.round((m.tp.reduce((a, t) => a + t.mean * t.total, 0) / Math.max(1, total)) * 100) / 100,
+      };
+    }
+    r.cpuUsPerReqRate = perReq(m.cpuRate.used[0], m.cpuRate.n);
+    r.cpuUsPerReqMax = perReq(m.cpuMax.used[0], m.cpuMax.n);
+    if (m.spec.upstream) r.upstreamCpuUsPerReqMax = perReq(m.cpuMax.used[1], m.cpuMax.n);
+    r.loadgenCpuUsPerReqMax = perReq(m.cpuMax.loadgen, m.cpuMax.n);
+    if (r.latency && r.throughput)
+      log(
+        `${r.key}: p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms; ${r.throughput.rps} req/s, ${r.cpuUsPerReqMax} µs CPU/req`,
+      );
+    r.rssEnd = rssBytes(m.spec.child.pid);
+    if (m.spec.measuredProcess === 'gateway') {
+      try {
+        const mem = await m.spec.child.ask('mem', MEM_LINE);
+        r.heapAfterGc = Number(mem[2]);
+      } catch (err) {
+        fail(m, err);
+      }
+    }
+  }
+  return ms.map((m) => m.r);
+}
+
+/** One target, measured on its own (warm-up, the full fixed-rate run, the full max run). */
+async function measure(spec: MeasureSpec): Promise<TargetResult> {
+  return (await measureTargets([spec]))[0]!;
+}
+
+/** Starts a floor proxy child (scripts/bench/floor-proxy.ts) in front of `upstreamUrl`. */
+async function startFloorChild(
+  name: string,
+  upstreamUrl: string,
+): Promise<{ child: Child; endpoint: string }> {
+  const child = track(startChild(name, [], [...floorProxy.args, '0', upstreamUrl]));
+  const m = await child.waitFor(/^ready (\S+)$/);
+  return { child, endpoint: `${m[1]}/mcp` };
 }
 
 const memOf = async (child: Child) => {
@@ -613,15 +769,44 @@ if (runs('http') || runs('variants') || runs('sessions') || runs('soak')) {
   const port = (await up.waitFor(/^listening (\d+)$/))[1];
   const upstreamUrl = `http://127.0.0.1:${port}/mcp`;
   const httpServer = { transport: 'http', url: upstreamUrl };
-  if (runs('http'))
-    targets.push(await measure('direct', 'direct (HTTP bench server)', upstreamUrl, up, 'bench server'));
 
   if (runs('http') || runs('variants')) {
     const gw = await startGatewayChild('gateway-http', httpServer, profileFlags('gateway-http'));
-    if (runs('http'))
+    if (runs('http')) {
+      const floor = await startFloorChild('floor-http', upstreamUrl);
       targets.push(
-        await measure('gateway-http', 'gateway → HTTP upstream', gw.endpoint, gw.child, 'gateway', up),
+        ...(await measureTargets(
+          [
+            {
+              key: 'direct',
+              label: 'direct (HTTP bench server)',
+              url: upstreamUrl,
+              child: up,
+              measuredProcess: 'bench server',
+            },
+            {
+              key: 'floor',
+              label: FLOOR_LABEL,
+              url: floor.endpoint,
+              child: floor.child,
+              measuredProcess: 'floor proxy',
+              upstream: up,
+            },
+            {
+              key: 'gateway-http',
+              label: 'gateway → HTTP upstream',
+              url: gw.endpoint,
+              child: gw.child,
+              measuredProcess: 'gateway',
+              upstream: up,
+            },
+          ],
+          I.rounds,
+          I.maxRounds,
+        )),
       );
+      await stop(floor.child);
+    }
     if (runs('variants')) {
       // Redis-backed sessions: same gateway plus state.redis (unique key prefix, deleted after).
       const redisProblemText = await redisProblem(REDIS_URL);
@@ -728,6 +913,57 @@ if (runs('http') || runs('variants') || runs('sessions') || runs('soak')) {
   await stop(up);
 }
 
+// ---- Scenario E: a typical MCP server on the official SDK -----------------------------------
+if (runs('sdk')) {
+  const sdkServer = await prepare('test/fixtures/bench-sdk-server.ts', {
+    useTsx: benchServer.runtime === 'tsx',
+  });
+  const up = track(startChild('bench-sdk-server', [], sdkServer.args));
+  const port = (await up.waitFor(/^listening (\d+)$/))[1];
+  const sdkUrl = `http://127.0.0.1:${port}/mcp`;
+  const floor = await startFloorChild('floor-sdk', sdkUrl);
+  // The same gateway configuration as scenario A, fronting the SDK server.
+  const gw = await startGatewayChild(
+    'gateway-sdk',
+    { transport: 'http', url: sdkUrl },
+    profileFlags('gateway-sdk'),
+  );
+  targets.push(
+    ...(await measureTargets(
+      [
+        {
+          key: 'sdk-direct',
+          label: 'direct (SDK server)',
+          url: sdkUrl,
+          child: up,
+          measuredProcess: 'SDK server',
+        },
+        {
+          key: 'sdk-floor',
+          label: FLOOR_LABEL,
+          url: floor.endpoint,
+          child: floor.child,
+          measuredProcess: 'floor proxy',
+          upstream: up,
+        },
+        {
+          key: 'gateway-sdk',
+          label: 'gateway → SDK server',
+          url: gw.endpoint,
+          child: gw.child,
+          measuredProcess: 'gateway',
+          upstream: up,
+        },
+      ],
+      I.rounds,
+      I.maxRounds,
+    )),
+  );
+  await stop(gw.child);
+  await stop(floor.child);
+  await stop(up);
+}
+
 // ---- Scenario B: stdio upstream -------------------------------------------------------------
 const proxyPkg = JSON.parse(
   readFileSync(join(REPO_ROOT, 'node_modules', 'mcp-proxy', 'package.json'), 'utf8'),
@@ -765,12 +1001,26 @@ if (runs('stdio')) {
     }
   }
   targets.push(
-    await measure('mcp-proxy', `mcp-proxy ${proxyPkg.version} → stdio upstream`, url, proxy, 'mcp-proxy'),
+    await measure({
+      key: 'mcp-proxy',
+      label: `mcp-proxy ${proxyPkg.version} → stdio upstream`,
+      url,
+      child: proxy,
+      measuredProcess: 'mcp-proxy',
+    }),
   );
   await stop(proxy);
 
   const gw = await startGatewayChild('gateway-stdio', stdioServerSpec, profileFlags('gateway-stdio'));
-  targets.push(await measure('gateway-stdio', 'gateway → stdio upstream', gw.endpoint, gw.child, 'gateway'));
+  targets.push(
+    await measure({
+      key: 'gateway-stdio',
+      label: 'gateway → stdio upstream',
+      url: gw.endpoint,
+      child: gw.child,
+      measuredProcess: 'gateway',
+    }),
+  );
   await stop(gw.child);
 }
 
@@ -826,6 +1076,12 @@ const results: BenchResults = {
     loadavgEnd: loadavg().map((v) => Math.round(v * 100) / 100),
   },
   params: P,
+  interleave: {
+    rounds: I.rounds,
+    rateWindowS: P.rateDurationS / I.rounds,
+    maxRounds: I.maxRounds,
+    maxWindowS: P.maxDurationS / I.maxRounds,
+  },
   runtime: gatewayMain.runtime,
   mcpProxyVersion: proxyPkg.version,
   targets,

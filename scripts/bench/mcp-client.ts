@@ -177,15 +177,38 @@ function pct(sorted: Float64Array, p: number): number {
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
 
 /**
+ * Statistics of latency samples (ms) collected at `rate` over `elapsedMs`; also merges the
+ * samples of several fixed-rate windows (interleaved rounds) into one figure.
+ */
+export function latencyStats(lat: number[], errors: number, elapsedMs: number, rate: number): LatencyStats {
+  const sorted = Float64Array.from(lat).sort();
+  const total = lat.reduce((a, b) => a + b, 0);
+  return {
+    targetRate: rate,
+    achievedRate: Math.round((lat.length / Math.max(1, elapsedMs)) * 1000),
+    requests: lat.length,
+    errors,
+    durationMs: Math.round(elapsedMs),
+    mean: round3(total / Math.max(1, lat.length)),
+    p50: round3(pct(sorted, 50)),
+    p90: round3(pct(sorted, 90)),
+    p99: round3(pct(sorted, 99)),
+    max: round3(pct(sorted, 100)),
+  };
+}
+
+/**
  * Open-loop load at a fixed rate: request i is sent at start + i/rate regardless of outstanding
  * answers (no coordinated omission from waiting), over keep-alive connections. Latency runs from
- * the moment the request is written to the end of the response body.
+ * the moment the request is written to the end of the response body. With `samples`, every
+ * successful request's latency (ms) is also appended there.
  */
 export async function fixedRate(
   s: McpSession,
   rate: number,
   durationMs: number,
   sharedAgent?: http.Agent,
+  samples?: number[],
 ): Promise<LatencyStats> {
   const agent = sharedAgent ?? new http.Agent({ keepAlive: true, maxSockets: 64 });
   const lat: number[] = [];
@@ -249,21 +272,8 @@ export async function fixedRate(
     tick();
   });
   if (!sharedAgent) agent.destroy();
-  const sorted = Float64Array.from(lat).sort();
-  const total = lat.reduce((a, b) => a + b, 0);
-  const elapsed = lastDone - start;
-  return {
-    targetRate: rate,
-    achievedRate: Math.round((lat.length / elapsed) * 1000),
-    requests: lat.length,
-    errors,
-    durationMs: Math.round(elapsed),
-    mean: round3(total / Math.max(1, lat.length)),
-    p50: round3(pct(sorted, 50)),
-    p90: round3(pct(sorted, 90)),
-    p99: round3(pct(sorted, 99)),
-    max: round3(pct(sorted, 100)),
-  };
+  if (samples) for (const v of lat) samples.push(v);
+  return latencyStats(lat, errors, lastDone - start, rate);
 }
 
 /** Opens `n` complete sessions with `concurrency` in flight; returns how many succeeded and the time taken. */
