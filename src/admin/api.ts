@@ -314,11 +314,33 @@ export function createAdminApi(deps: AdminApiDeps): AdminApi {
           throw e;
         }
         const served = deps.pinStore.state(key)?.served ?? null;
-        audit(op === 'reject' ? 'deny' : 'allow', ADMIN_REASONS[op], { servedBefore: before, served });
+        // A shared pin store (PostgreSQL) writes behind: answer only once the decision is durable
+        // there, so other instances enforce it; it stays queued and retried if that fails.
+        let persisted = true;
+        try {
+          await deps.pinStore.flush?.();
+        } catch {
+          persisted = false;
+        }
+        audit(op === 'reject' ? 'deny' : 'allow', ADMIN_REASONS[op], {
+          servedBefore: before,
+          served,
+          ...(persisted ? {} : { persisted: false }),
+        });
         try {
           deps.onDecision?.({ action: op, server, kind, name, hash: version.hash, by: ctx.by });
         } catch {
           // The decision is recorded; a notification failure does not undo it.
+        }
+        if (!persisted) {
+          sendJson(res, 503, {
+            error: 'store_unavailable',
+            message:
+              'The decision is in effect on this instance and queued for the shared pin store, which cannot be reached; other instances will enforce it once PostgreSQL is back.',
+            version,
+            served,
+          });
+          return;
         }
         sendJson(res, 200, { version, served });
         return;

@@ -220,6 +220,27 @@ describe('Admin API: tool approvals [C-TOOL-5]', () => {
     assert.equal(ev.detail?.note, 'ticket SEC-42');
   });
 
+  it('[C-TOOL-5][C-SESS-7] a decision is answered 200 only once the shared pin store has it; 503 while it cannot', async () => {
+    await rugPull();
+    let flushed = 0;
+    const store = h.store as unknown as { flush?: () => Promise<void> };
+    store.flush = async () => {
+      flushed += 1;
+    };
+    const ok = await call('POST', `${TOOL}/approve`, { token: 'admin', json: { hash: h2 } });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(flushed, 1, 'the answer waited for the shared store');
+    store.flush = async () => {
+      throw new Error('PostgreSQL unreachable');
+    };
+    const down = await call('POST', `${TOOL}/rollback`, { token: 'admin', json: { hash: h1 } });
+    assert.equal(down.status, 503, down.text);
+    assert.equal(down.json.error, 'store_unavailable');
+    assert.equal(down.json.served, h1, 'in effect on this instance');
+    const ev = events('tool.definition').filter((e) => e.reason === 'admin_rollback');
+    assert.equal(ev.at(-1)?.detail?.persisted, false, 'audited as not yet persisted');
+  });
+
   it('[C-TOOL-5] reject stops serving, needs a reason; rollback serves an earlier approved version; history', async () => {
     await rugPull();
     assert.equal((await call('POST', `${TOOL}/reject`, { token: 'admin', json: { hash: h2 } })).status, 400);
