@@ -17,7 +17,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { ownerTtlSec, qualifyTaskIds, storeTaskOwners, taskFingerprint } from '../../src/gateway/tasks.ts';
 import { type RunningGateway, startGateway } from '../../src/gateway.ts';
 import { type RecordingUpstream, startRecordingUpstream } from '../fixtures/recording-upstream.ts';
-import { freePort } from '../helpers/gateway.ts';
+import { everythingStdio, freePort } from '../helpers/gateway.ts';
 import { startTestOp, type TestOp } from '../helpers/oidc.ts';
 
 const HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
@@ -296,5 +296,88 @@ describe('Tasks bound to the user who created them [S-SESS-8]', () => {
     );
     const same = { content: [] };
     assert.equal(qualifyTaskIds('s', same), same, 'unchanged objects are not copied');
+  });
+});
+
+describe('Tasks with the real server-everything through the gateway [S-SESS-8]', () => {
+  let gw: RunningGateway;
+  let base: string;
+
+  before(async () => {
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    const dir = mkdtempSync(join(tmpdir(), 'warden-tasks-ev-'));
+    gw = await startGateway(
+      parseConfig({
+        tools: { pinning: 'off' },
+        listen: { port },
+        audit: { jsonl: join(dir, 'audit.jsonl') },
+        state: { sqlite: ':memory:' },
+        log: { level: 'silent' },
+        servers: [everythingStdio('everything')],
+      }),
+    );
+  });
+  after(async () => {
+    await gw.close(200);
+  });
+
+  it('[S-SESS-8] a task-augmented call on /mcp: create, get, list and result with qualified task ids', async () => {
+    const ep = `${base}/mcp`;
+    const post = async (h: Record<string, string>, body: unknown): Promise<{ res: Response; msg?: Rpc }> => {
+      const res = await fetch(ep, { method: 'POST', headers: h, body: JSON.stringify(body) });
+      const text = await res.text();
+      if (!text) return { res };
+      const data = text.includes('data:')
+        ? text
+            .split('\n')
+            .filter((l) => l.startsWith('data:'))
+            .map((l) => JSON.parse(l.slice(5)) as Rpc)
+            .find((m) => m.id !== undefined)
+        : (JSON.parse(text) as Rpc);
+      return { res, msg: data };
+    };
+    const init = await post(HEADERS, {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+    });
+    const caps = init.msg?.result?.capabilities as Record<string, unknown> | undefined;
+    assert.ok(caps?.tasks, 'the tasks capability of server-everything is advertised on /mcp');
+    const h = {
+      ...HEADERS,
+      'mcp-session-id': init.res.headers.get('mcp-session-id')!,
+      'mcp-protocol-version': '2025-11-25',
+    };
+    await post(h, { jsonrpc: '2.0', method: 'notifications/initialized' });
+    const created = await post(h, {
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'tools/call',
+      params: {
+        name: 'everything__simulate-research-query',
+        arguments: { topic: 'gateways' },
+        task: { ttl: 60_000 },
+      },
+    });
+    const taskId = (created.msg?.result?.task as { taskId?: string } | undefined)?.taskId;
+    assert.ok(taskId?.startsWith('everything__'), JSON.stringify(created.msg));
+    const got = await post(h, { jsonrpc: '2.0', id: 3, method: 'tasks/get', params: { taskId } });
+    assert.equal(got.msg?.result?.taskId, taskId);
+    const listed = await post(h, { jsonrpc: '2.0', id: 4, method: 'tasks/list', params: {} });
+    assert.ok(((listed.msg?.result?.tasks ?? []) as { taskId: string }[]).some((t) => t.taskId === taskId));
+    // tasks/result waits for the task to finish (four simulated stages).
+    const result = await post(h, { jsonrpc: '2.0', id: 5, method: 'tasks/result', params: { taskId } });
+    const text = (result.msg?.result?.content as { text?: string }[] | undefined)?.[0]?.text ?? '';
+    assert.match(text, /Research Report: gateways/);
+    assert.deepEqual(
+      (await post(h, { jsonrpc: '2.0', id: 6, method: 'tasks/get', params: { taskId: 'everything__nope' } }))
+        .msg?.error,
+      {
+        code: -32602,
+        message: 'Task not found',
+      },
+    );
   });
 });
