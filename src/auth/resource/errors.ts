@@ -208,7 +208,7 @@ function challenge(ctx: ChallengeContext, params: Array<[string, string | undefi
  */
 export function failureToHttp(reason: AuthFailureReason, ctx: ChallengeContext): HttpFailure {
   const k = classify(reason);
-  const noStore = { 'Cache-Control': 'no-store' };
+  const noStore = { 'cache-control': 'no-store' };
   switch (k.kind) {
     case 'invalid_request':
       return {
