@@ -180,6 +180,23 @@ describe('PostgresPinStore: pins shared by several instances', pgOpt, () => {
     assert.equal(d.ok, true);
   });
 
+  it('[C-TOOL-3] a flood of calls to unknown tools does not turn into back-to-back polls of PostgreSQL', async () => {
+    const schema = newSchema();
+    const c = await open(schema);
+    const guardC = new ToolGuard({ store: c, tofu: true });
+    // Every distinct unknown name misses the decision cache and asks for a poll; polls keep a
+    // gap of at least 100 ms, so 12 refusals in a row cannot take less than ~1.1 s (a floor, not
+    // a speed goal: a slow machine only makes it longer).
+    const t0 = performance.now();
+    for (let i = 0; i < 12; i++) {
+      assert.deepEqual(await guardC.checkCall(server, 'tool', `nope_${i}`), {
+        ok: false,
+        refusal: 'unknown',
+      });
+    }
+    assert.ok(performance.now() - t0 >= 1000, `12 refusals took ${Math.round(performance.now() - t0)} ms`);
+  });
+
   it('[C-TOOL-3][C-SESS-7] a concurrent first sighting on two instances creates one pending version and one sighting', async () => {
     const schema = newSchema();
     const a = await open(schema);

@@ -198,6 +198,8 @@ const asError = (err: unknown): Error => (err instanceof Error ? err : new Error
  */
 /** How often an unchanged upstream serverInfo is written again (its `recordedAt` refreshed). */
 const INFO_REFRESH_MS = 10 * 60_000;
+/** Least time between two polls of other instances' changes (ms). */
+const MIN_POLL_GAP_MS = 100;
 
 export class PostgresPinStore implements PinStore {
   readonly #pool: pg.Pool;
@@ -230,6 +232,8 @@ export class PostgresPinStore implements PinStore {
   #pollInFlight: Promise<void> | undefined;
   #pollNext: Promise<void> | undefined;
   #pollFailing = false;
+  /** When the last poll ended: polls are at least MIN_POLL_GAP_MS apart. */
+  #lastPollEnd = 0;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -779,21 +783,27 @@ export class PostgresPinStore implements PinStore {
     if (this.#pollNext) return this.#pollNext;
     const start = (): Promise<void> => {
       this.#pollNext = undefined;
-      const p = guard('postgres', 'pins.poll', () => this.#pollOnce()).then(
-        () => {
-          if (this.#pollFailing) this.#log('info', 'tool pins: reading from PostgreSQL works again');
-          this.#pollFailing = false;
-        },
-        (err: unknown) => {
-          if (!this.#pollFailing)
-            this.#log('warn', 'tool pins: reading from PostgreSQL failed; retrying', asError(err));
-          this.#pollFailing = true;
-          throw err;
-        },
-      );
+      // Refused calls ask for a poll (guard.checkCall): a flood of calls to unknown tools must not
+      // turn into back-to-back queries, so polls keep a small gap (callers wait, never skip).
+      const wait = this.#lastPollEnd + MIN_POLL_GAP_MS - Date.now();
+      const p = (wait > 0 ? sleep(wait) : Promise.resolve())
+        .then(() => guard('postgres', 'pins.poll', () => this.#pollOnce()))
+        .then(
+          () => {
+            if (this.#pollFailing) this.#log('info', 'tool pins: reading from PostgreSQL works again');
+            this.#pollFailing = false;
+          },
+          (err: unknown) => {
+            if (!this.#pollFailing)
+              this.#log('warn', 'tool pins: reading from PostgreSQL failed; retrying', asError(err));
+            this.#pollFailing = true;
+            throw err;
+          },
+        );
       this.#pollInFlight = p;
       void p
         .finally(() => {
+          this.#lastPollEnd = Date.now();
           if (this.#pollInFlight === p) this.#pollInFlight = undefined;
         })
         .catch(() => {});
