@@ -135,7 +135,7 @@ const PARTIAL: Record<string, string> = {
   'C-AI-4':
     'secret and exfiltration detectors built; not yet a pipeline stage (no redaction of live outputs)',
   'C-IR-1':
-    'sessions of a user terminated on every instance via the admin API; no account lock or tool quarantine action yet',
+    'single sessions and all sessions of a user listed and terminated on every instance via the admin API; no account lock or tool quarantine action yet',
   'C-IR-2':
     'JWKS rotation followed without downtime, AS key rotation; no rotation of upstream credentials yet',
 };

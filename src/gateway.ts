@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { JWK } from 'jose';
 import pino, { type Logger } from 'pino';
-import { type AdminApi, createAdminApi } from './admin/api.ts';
+import { type AdminApi, createAdminApi, sessionInfoFromRecord } from './admin/api.ts';
 import { type AdminAuthenticate, createAdminAuthenticator } from './admin/auth.ts';
 import { AuditLog, type AuditSink, MemorySink } from './audit/events.ts';
 import { JsonlSink } from './audit/jsonl.ts';
@@ -326,10 +326,22 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
             ...(x.single ? { server: x.single } : {}),
             lastSeen: x.lastSeen,
           })),
+      // Every instance's sessions, through the shared store [C-IR-1].
+      listShared: async ({ user, limit }) =>
+        (
+          await store.sessions.list(Date.now(), { limit, ...(user !== undefined ? { userId: user } : {}) })
+        ).map(sessionInfoFromRecord),
+      find: async (id) => {
+        const rec = await store.sessions.findById(id, Date.now());
+        return rec && sessionInfoFromRecord(rec);
+      },
       terminate: async (id) => {
         const x = httpServer.sessions.get(id);
-        if (!x || x.closed) return false;
-        await httpServer.revoke(x.identity.user, id);
+        // Held elsewhere: the same store delete + `sessions.revoked` fan-out closes it there.
+        const user =
+          x && !x.closed ? x.identity.user : (await store.sessions.findById(id, Date.now()))?.userId;
+        if (user === undefined) return false;
+        await httpServer.revoke(user, id);
         return true;
       },
       setLocked: (user, locked) => httpServer.setLocked(user, locked),

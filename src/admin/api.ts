@@ -29,6 +29,8 @@ import {
   type PinnedVersion,
   type PinStore,
 } from '../guard/tools/pins.ts';
+import { StoreUnavailableError } from '../store/errors.ts';
+import { type SessionRecord, sessionExpiresAt } from '../store/types.ts';
 import {
   type AdminAuthenticate,
   type AdminGrant,
@@ -58,12 +60,26 @@ export interface AdminSessionInfo {
   createdAt?: string | number;
   /** RFC 3339 string or milliseconds since the epoch. */
   lastSeen: string | number;
+  /** When the session ends (idle or absolute expiry, the earlier), as the shared store has it. */
+  expiresAt?: string | number;
 }
 
-/** The gateway's session registry, the part the admin API uses. */
+/**
+ * The gateway's session registry, the part the admin API uses. `list` is this instance's
+ * sessions; with shared state, `listShared` and `find` see every instance's (through the
+ * store), and `terminate` ends a session wherever it is held.
+ */
 export interface AdminSessions {
+  /** The sessions this instance holds. */
   list(): AdminSessionInfo[];
-  /** Ends one session; false when there is no such live session. */
+  /**
+   * Live sessions of every instance (the shared store), of `user` when given, at most `limit`.
+   * Optional; rejects (StoreUnavailableError: 503) when the store cannot answer.
+   */
+  listShared?(opts: { user?: string; limit: number }): Promise<AdminSessionInfo[]>;
+  /** The live session with this id on any instance (the shared store). Optional; rejects like listShared. */
+  find?(id: string): Promise<AdminSessionInfo | undefined>;
+  /** Ends one session, wherever it is held; false when there is no such live session. */
   terminate(id: string, reason: string): Promise<boolean>;
   /** Ends every session of `user`; returns how many were ended. */
   terminateUser(user: string, reason: string): Promise<number>;
@@ -123,6 +139,21 @@ const MAX_REASON = 1000;
 const MAX_ID = 512;
 const DEFAULT_AUDIT_LIMIT = 100;
 const MAX_AUDIT_LIMIT = 1000;
+/** Sessions listed from the shared store: default and maximum of `?limit=`. */
+const MAX_SESSION_LIMIT = 1000;
+
+/** A stored session as the admin API shows it: no binding, snapshot or upstream session ids. */
+export function sessionInfoFromRecord(rec: SessionRecord): AdminSessionInfo {
+  const endpoint = rec.clientInfo?.endpoint;
+  return {
+    id: rec.sessionId,
+    user: rec.userId,
+    ...(typeof endpoint === 'string' ? { server: endpoint } : {}),
+    createdAt: rec.createdAt,
+    lastSeen: rec.lastSeenAt,
+    expiresAt: sessionExpiresAt(rec),
+  };
+}
 
 /** Per-request context once the caller is known to be an admin. */
 interface Ctx {
@@ -352,21 +383,50 @@ export function createAdminApi(deps: AdminApiDeps): AdminApi {
 
   // ---- sessions [C-IR-1] ----
 
-  const sessionList = (ctx: Ctx): void => {
+  const sessionOut = (s: AdminSessionInfo, local?: boolean): Record<string, unknown> => {
+    const out: Record<string, unknown> = { id: s.id, user: s.user };
+    if (s.server !== undefined) out.server = s.server;
+    const created = isoTime(s.createdAt);
+    if (created !== undefined) out.createdAt = created;
+    out.lastSeen = isoTime(s.lastSeen) ?? null;
+    const expires = isoTime(s.expiresAt);
+    if (expires !== undefined) out.expiresAt = expires;
+    if (local !== undefined) out.local = local;
+    return out;
+  };
+
+  /** Epoch milliseconds of an RFC 3339 string or a number; NaN when unknown. */
+  const ms = (t: string | number | undefined): number => (typeof t === 'number' ? t : Date.parse(t ?? ''));
+
+  const sessionList = async (ctx: Ctx): Promise<void> => {
     if (ctx.req.method !== 'GET') throw methodNotAllowed('GET');
     const user = queryParam(ctx.url, 'user');
-    const sessions = deps.sessions
-      .list()
-      .filter((s) => user === undefined || s.user === user)
-      .map((s) => {
-        const out: Record<string, unknown> = { id: s.id, user: s.user };
-        if (s.server !== undefined) out.server = s.server;
-        const created = isoTime(s.createdAt);
-        if (created !== undefined) out.createdAt = created;
-        out.lastSeen = isoTime(s.lastSeen) ?? null;
-        return out;
-      });
-    sendJson(ctx.res, 200, { sessions });
+    const rawLimit = queryParam(ctx.url, 'limit');
+    let limit = MAX_SESSION_LIMIT;
+    if (rawLimit !== undefined) {
+      if (!/^[0-9]{1,4}$/.test(rawLimit) || Number(rawLimit) < 1 || Number(rawLimit) > MAX_SESSION_LIMIT)
+        throw bad(`limit must be an integer from 1 to ${MAX_SESSION_LIMIT}`);
+      limit = Number(rawLimit);
+    }
+    const local = deps.sessions.list().filter((s) => user === undefined || s.user === user);
+    if (!deps.sessions.listShared) {
+      sendJson(ctx.res, 200, { sessions: local.map((s) => sessionOut(s)) });
+      return;
+    }
+    // Every instance's sessions from the shared store (a failure is 503, never a partial list);
+    // the ones this instance holds are marked `local`, with its fresher last-seen time.
+    const shared = await deps.sessions.listShared({ ...(user !== undefined ? { user } : {}), limit });
+    const mine = new Map(local.map((s) => [s.id, s]));
+    const sessions = shared.map((s) => {
+      const l = mine.get(s.id);
+      if (!l) return sessionOut(s, false);
+      mine.delete(s.id);
+      const lastSeen = ms(l.lastSeen) > ms(s.lastSeen) ? l.lastSeen : s.lastSeen;
+      return sessionOut({ ...s, ...(l.server !== undefined ? { server: l.server } : {}), lastSeen }, true);
+    });
+    // Held here but not in the answer (beyond the limit, or just being created or ended).
+    for (const l of mine.values()) sessions.push(sessionOut(l, true));
+    sendJson(ctx.res, 200, { sessions, ...(shared.length >= limit ? { truncated: true } : {}) });
   };
 
   const sessionDelete = async (ctx: Ctx, rawId: string): Promise<void> => {
@@ -375,7 +435,12 @@ export function createAdminApi(deps: AdminApiDeps): AdminApi {
     const b = await body(ctx, false);
     fields(b, ['reason'], []);
     const note = reasonField(b.reason, false);
-    const owner = deps.sessions.list().find((s) => s.id === id)?.user;
+    const local = deps.sessions.list().find((s) => s.id === id);
+    // Not held here: another instance may hold it (shared store). A store failure is 503.
+    const remote = local === undefined && deps.sessions.find ? await deps.sessions.find(id) : undefined;
+    if (local === undefined && deps.sessions.find && remote === undefined)
+      throw notFound('no such live session');
+    const owner = local?.user ?? remote?.user;
     const ended = await deps.sessions.terminate(id, ADMIN_REASONS.terminate);
     if (!ended) throw notFound('no such live session');
     emit({
@@ -384,7 +449,12 @@ export function createAdminApi(deps: AdminApiDeps): AdminApi {
       reason: ADMIN_REASONS.terminate,
       actor: ctx.actor,
       session: id,
-      detail: { by: ctx.by, ...(owner !== undefined ? { user: owner } : {}), ...(note ? { note } : {}) },
+      detail: {
+        by: ctx.by,
+        ...(owner !== undefined ? { user: owner } : {}),
+        ...(deps.sessions.find ? { local: local !== undefined } : {}),
+        ...(note ? { note } : {}),
+      },
     });
     sendJson(ctx.res, 200, { terminated: id });
   };
@@ -511,6 +581,21 @@ export function createAdminApi(deps: AdminApiDeps): AdminApi {
         if (!req.complete) req.resume();
         if (res.headersSent) {
           res.destroy();
+          return true;
+        }
+        if (e instanceof StoreUnavailableError && identity !== undefined) {
+          // Fail closed: the shared state cannot answer, so nothing is claimed absent or done.
+          emit({
+            type: 'http.rejected',
+            decision: 'error',
+            reason: 'admin_store_unavailable',
+            actor: actorOf(req, identity),
+            method: req.method ?? 'GET',
+            detail: { path: url.pathname.slice(0, 200), operation: e.operation },
+          });
+          sendError(res, 503, 'store_unavailable', 'the shared state store cannot be reached; retry', {
+            'retry-after': '2',
+          });
           return true;
         }
         const known = e instanceof ApprovalError ? approvalToHttp(e) : e;

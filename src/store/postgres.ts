@@ -79,6 +79,13 @@ CREATE TABLE S.documents (
 CREATE INDEX documents_owner ON S.documents (collection, owner, id);
 `,
   },
+  {
+    version: 2,
+    name: 'sessions_by_id',
+    // SessionStore.findById: the primary key leads with user_id. IF NOT EXISTS: harmless on a
+    // schema where an operator created it by hand.
+    sql: 'CREATE INDEX IF NOT EXISTS sessions_session_id ON S.sessions (session_id);',
+  },
 ];
 
 /** Options of {@link openPostgresStore}. */
@@ -461,6 +468,31 @@ function buildPostgres(
           return r.rows.map((x) => ({ userId: x.user_id, sessionId: x.session_id }));
         }),
       ),
+    findById: (s, now) =>
+      g('sessions.findById', async () => {
+        const r = await q<SessionRow>(
+          `SELECT * FROM ${S}.sessions WHERE session_id = $1 AND expires_at > $2::bigint LIMIT 1`,
+          [s, now],
+        );
+        const row = r.rows[0];
+        return row ? sessionFromRow(row) : undefined;
+      }),
+    list: (now, opts) =>
+      g('sessions.list', async () => {
+        const limit = listLimit(opts.limit);
+        const r =
+          opts.userId === undefined
+            ? await q<SessionRow>(
+                `SELECT * FROM ${S}.sessions WHERE expires_at > $1::bigint ORDER BY expires_at DESC LIMIT $2`,
+                [now, limit],
+              )
+            : await q<SessionRow>(
+                `SELECT * FROM ${S}.sessions WHERE user_id = $1 AND expires_at > $2::bigint
+                 ORDER BY expires_at DESC LIMIT $3`,
+                [opts.userId, now, limit],
+              );
+        return r.rows.map(sessionFromRow);
+      }),
   };
 
   const events: EventStore = {

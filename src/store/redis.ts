@@ -79,14 +79,24 @@ const script = (src: string): Script => ({ src, sha: createHash('sha1').update(s
 
 const fmt = "local function fmt(x) return string.format('%.0f', x) end\n";
 
+// The id index `sid:<encSession>` → encUser (SessionStore.findById) lives and dies with the
+// session hash: same expiry, set by create and touch, removed by delete, deleteAllForUser and
+// sweep, each only while it still names this session's user (ids are unique, so it always does
+// unless two users were given the same id).
+// KEYS[1] session hash, KEYS[2] user set, KEYS[3] expiry zset, KEYS[4] id index;
+// ARGV: ttl, member, expiry, encSession, encUser, hash fields...
 const CREATE_SESSION = script(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+local cur = redis.call('GET', KEYS[4])
+if not cur or cur == ARGV[5] then redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[1]) end
 return 1`);
 
+// KEYS[1] session hash, KEYS[2] expiry zset, KEYS[3] id index; ARGV: now, member, slack, encUser.
+// Also (re)creates a missing id index, so sessions stored before it existed gain one.
 const TOUCH_SESSION = script(`${fmt}
 local v = redis.call('HMGET', KEYS[1], 'l', 'i', 'a', 'e')
 if not v[4] then return false end
@@ -94,9 +104,12 @@ local now = tonumber(ARGV[1])
 if tonumber(v[4]) <= now then return false end
 local l = math.max(tonumber(v[1]), now)
 local e = math.min(l + tonumber(v[2]), tonumber(v[3]))
+local ttl = fmt(e - now + tonumber(ARGV[3]))
 redis.call('HSET', KEYS[1], 'l', fmt(l), 'e', fmt(e))
-redis.call('PEXPIRE', KEYS[1], fmt(e - now + tonumber(ARGV[3])))
+redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], fmt(e), ARGV[2])
+local cur = redis.call('GET', KEYS[3])
+if not cur or cur == ARGV[4] then redis.call('SET', KEYS[3], ARGV[4], 'PX', ttl) end
 return redis.call('HGETALL', KEYS[1])`);
 
 const SET_UPSTREAM = script(`
@@ -108,10 +121,12 @@ return 1`);
 const DELETE_SESSION = script(`
 local m = ARGV[2]
 local i = string.find(m, ':', 1, true)
+local eu, es = string.sub(m, 1, i - 1), string.sub(m, i + 1)
 local n = redis.call('DEL', ARGV[1] .. 's:' .. m)
 redis.call('DEL', ARGV[1] .. 'ev:' .. m, ARGV[1] .. 'eq:' .. m)
-redis.call('SREM', ARGV[1] .. 'us:' .. string.sub(m, 1, i - 1), string.sub(m, i + 1))
+redis.call('SREM', ARGV[1] .. 'us:' .. eu, es)
 redis.call('ZREM', ARGV[1] .. 'sx', m)
+if redis.call('GET', ARGV[1] .. 'sid:' .. es) == eu then redis.call('DEL', ARGV[1] .. 'sid:' .. es) end
 return n`);
 
 // KEYS[1] user set; ARGV[1] prefix, ARGV[2] encUser
@@ -122,6 +137,7 @@ for _, es in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('DEL', ARGV[1] .. 's:' .. m) == 1 then table.insert(out, es) end
   redis.call('DEL', ARGV[1] .. 'ev:' .. m, ARGV[1] .. 'eq:' .. m)
   redis.call('ZREM', ARGV[1] .. 'sx', m)
+  if redis.call('GET', ARGV[1] .. 'sid:' .. es) == ARGV[2] then redis.call('DEL', ARGV[1] .. 'sid:' .. es) end
 end
 redis.call('DEL', KEYS[1])
 return out`);
@@ -131,9 +147,11 @@ const SWEEP_SESSIONS = script(`
 local ms = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, m in ipairs(ms) do
   local i = string.find(m, ':', 1, true)
+  local eu, es = string.sub(m, 1, i - 1), string.sub(m, i + 1)
   redis.call('DEL', ARGV[2] .. 's:' .. m, ARGV[2] .. 'ev:' .. m, ARGV[2] .. 'eq:' .. m)
-  redis.call('SREM', ARGV[2] .. 'us:' .. string.sub(m, 1, i - 1), string.sub(m, i + 1))
+  redis.call('SREM', ARGV[2] .. 'us:' .. eu, es)
   redis.call('ZREM', KEYS[1], m)
+  if redis.call('GET', ARGV[2] .. 'sid:' .. es) == eu then redis.call('DEL', ARGV[2] .. 'sid:' .. es) end
 end
 return ms`);
 
@@ -291,8 +309,8 @@ export async function openRedisStore(url: string, options: RedisStoreOptions = {
         const ttl = Math.max(1, exp - rec.lastSeenAt) + TTL_SLACK_MS;
         const created = await run(
           CREATE_SESSION,
-          [`${P}s:${m}`, `${P}us:${enc(rec.userId)}`, zset],
-          [ttl, m, exp, enc(rec.sessionId), ...fields],
+          [`${P}s:${m}`, `${P}us:${enc(rec.userId)}`, zset, `${P}sid:${enc(rec.sessionId)}`],
+          [ttl, m, exp, enc(rec.sessionId), enc(rec.userId), ...fields],
         );
         if (created !== 1) throw new StoreConflictError('session already exists', 1);
       }),
@@ -304,7 +322,11 @@ export async function openRedisStore(url: string, options: RedisStoreOptions = {
     touch: (u, s, now) =>
       g('sessions.touch', async () => {
         const m = member(u, s);
-        const res = await run(TOUCH_SESSION, [`${P}s:${m}`, zset], [now, m, TTL_SLACK_MS]);
+        const res = await run(
+          TOUCH_SESSION,
+          [`${P}s:${m}`, zset, `${P}sid:${enc(s)}`],
+          [now, m, TTL_SLACK_MS, enc(u)],
+        );
         if (res === null) return undefined;
         return sessionFromHash(pairsToObject(res), u, s);
       }),
@@ -339,6 +361,43 @@ export async function openRedisStore(url: string, options: RedisStoreOptions = {
           }
           if (ms.length < batch) return out;
         }
+      }),
+    findById: (s, now) =>
+      g('sessions.findById', async () => {
+        const eu = await redis.get(`${P}sid:${enc(s)}`);
+        if (eu === null) return undefined;
+        const u = dec(eu);
+        const rec = sessionFromHash(await redis.hgetall(`${P}s:${member(u, s)}`), u, s);
+        return rec !== undefined && sessionExpiresAt(rec) > now ? rec : undefined;
+      }),
+    // Cost: one ZREVRANGEBYSCORE on the expiry index (O(log N + limit)) or one SMEMBERS of the
+    // user's set (O(sessions of the user)), then one HGETALL per candidate (pipelined). No SCAN.
+    list: (now, opts) =>
+      g('sessions.list', async () => {
+        const limit = listLimit(opts.limit);
+        let keys: SessionKey[];
+        if (opts.userId === undefined) {
+          const ms = await redis.zrevrangebyscore(zset, '+inf', `(${now}`, 'LIMIT', 0, limit);
+          keys = ms.map((m) => {
+            const [eu = '', es = ''] = m.split(':');
+            return { userId: dec(eu), sessionId: dec(es) };
+          });
+        } else {
+          const u = opts.userId;
+          keys = (await redis.smembers(`${P}us:${enc(u)}`)).map((es) => ({ userId: u, sessionId: dec(es) }));
+        }
+        const hashes = await Promise.all(
+          keys.map((k) => redis.hgetall(`${P}s:${member(k.userId, k.sessionId)}`)),
+        );
+        const out: SessionRecord[] = [];
+        hashes.forEach((h, i) => {
+          const k = keys[i]!;
+          const rec = sessionFromHash(h, k.userId, k.sessionId);
+          if (rec !== undefined && sessionExpiresAt(rec) > now) out.push(rec);
+        });
+        // The zset already orders by expiry; a user's set does not.
+        out.sort((x, y) => sessionExpiresAt(y) - sessionExpiresAt(x));
+        return out.slice(0, limit);
       }),
   };
 

@@ -75,6 +75,12 @@ CREATE TABLE documents (
 CREATE INDEX documents_owner ON documents (collection, owner, id);
 `,
   },
+  {
+    version: 2,
+    name: 'sessions_by_id',
+    // SessionStore.findById: the primary key leads with user_id.
+    sql: 'CREATE INDEX IF NOT EXISTS sessions_session_id ON sessions (session_id);',
+  },
 ];
 
 /** Applies pending migrations; idempotent, safe when several processes open the file at once. */
@@ -285,6 +291,26 @@ function buildSqlite(
           })
           .immediate(),
       ),
+    findById: (s, now) =>
+      g('sessions.findById', () => {
+        const row = prep<[string, number], SessionRow>(
+          'SELECT * FROM sessions WHERE session_id = ? AND expires_at > ? LIMIT 1',
+        ).get(s, now);
+        return row ? sessionFromRow(row) : undefined;
+      }),
+    list: (now, opts) =>
+      g('sessions.list', () => {
+        const limit = listLimit(opts.limit);
+        const rows =
+          opts.userId === undefined
+            ? prep<[number, number], SessionRow>(
+                'SELECT * FROM sessions WHERE expires_at > ? ORDER BY expires_at DESC LIMIT ?',
+              ).all(now, limit)
+            : prep<[string, number, number], SessionRow>(
+                'SELECT * FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY expires_at DESC LIMIT ?',
+              ).all(opts.userId, now, limit);
+        return rows.map(sessionFromRow);
+      }),
   };
 
   const events: EventStore = {

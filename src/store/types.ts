@@ -93,6 +93,27 @@ export interface SessionStore {
   deleteAllForUser(userId: string): Promise<string[]>;
   /** Deletes every session expired at `now` with its events; returns what was deleted. */
   sweepExpired(now: number): Promise<SessionKey[]>;
+  /**
+   * The live session with this id whatever its user, for administrators ending a session held
+   * by another instance [C-IR-1]. Never used to resolve a client's request: that is
+   * {@link get}, bound to the token's user [C-SESS-2]. Ids are 256-bit random, so at most one
+   * user holds one. Undefined when absent or expired at `now`.
+   */
+  findById(sessionId: string, now: number): Promise<SessionRecord | undefined>;
+  /**
+   * Live sessions at `now` (of `userId` only when given), at most `limit` (clamped to
+   * 1..1000), latest expiry first (the most recently active first among sessions with the same
+   * idle timeout); sessions with the same expiry come in an unspecified order.
+   */
+  list(now: number, opts: SessionListOptions): Promise<SessionRecord[]>;
+}
+
+/** Options of {@link SessionStore.list}. */
+export interface SessionListOptions {
+  /** Only this user's sessions. */
+  userId?: string;
+  /** At most this many (clamped to 1..1000). */
+  limit: number;
 }
 
 /** One event of a resumable SSE stream, as replayed. */

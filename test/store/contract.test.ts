@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { StoreConflictError, StoreUnavailableError } from '../../src/store/errors.ts';
 import { newSessionId } from '../../src/store/ids.ts';
 import type { BackendOptions } from '../../src/store/options.ts';
+import type { RedisStore } from '../../src/store/redis.ts';
 import type { SessionRecord, Store } from '../../src/store/types.ts';
 import { type Harness, postgresHarness, redisHarness, sqliteHarness } from './harness.ts';
 
@@ -148,6 +149,81 @@ for (const h of harnesses) {
         assert.ok(await a.sessions.get(other.userId, other.sessionId, now));
         assert.equal(await a.sessions.delete(other.userId, other.sessionId), true);
         assert.equal(await a.sessions.delete(other.userId, other.sessionId), false);
+      });
+
+      it("[C-IR-1][C-SESS-5] findById finds any user's live session by id, never an expired or deleted one", async () => {
+        const t0 = clock.now;
+        const rec = session(`alice-${uniq()}`, t0, { idleTimeoutMs: 10 * MIN });
+        await a.sessions.create(rec);
+        // No user given: another instance finds the session of whoever holds it.
+        assert.deepEqual(await b.sessions.findById(rec.sessionId, t0), rec);
+        assert.equal(await b.sessions.findById(newSessionId(), t0), undefined);
+        assert.equal(await a.sessions.findById(rec.sessionId, t0 + 10 * MIN), undefined, 'expired');
+        assert.equal(await a.sessions.delete(rec.userId, rec.sessionId), true);
+        assert.equal(await b.sessions.findById(rec.sessionId, t0), undefined, 'deleted');
+        // Deleted with all of its user's sessions, and by the sweep.
+        const mine = session(`bob-${uniq()}`, t0);
+        await a.sessions.create(mine);
+        await b.sessions.deleteAllForUser(mine.userId);
+        assert.equal(await a.sessions.findById(mine.sessionId, t0), undefined);
+        const swept = session(`carol-${uniq()}`, t0, { idleTimeoutMs: MIN });
+        await a.sessions.create(swept);
+        await b.sessions.sweepExpired(t0 + 2 * MIN);
+        assert.equal(await a.sessions.findById(swept.sessionId, t0), undefined);
+        if (h.name === 'redis') {
+          const r = a as RedisStore;
+          const keys = [rec, mine, swept].map(
+            (x) => `${r.prefix}sid:${Buffer.from(x.sessionId).toString('base64url')}`,
+          );
+          assert.equal(await r.redis.exists(...keys), 0, 'no id index outlives its session');
+        }
+      });
+
+      it('[C-IR-1][C-SESS-5] a touched session is still found by id and expires with its new idle expiry', async () => {
+        const t0 = clock.now;
+        const rec = session(`u-${uniq()}`, t0, { idleTimeoutMs: 10 * MIN });
+        await a.sessions.create(rec);
+        await b.sessions.touch(rec.userId, rec.sessionId, t0 + 9 * MIN);
+        assert.equal((await a.sessions.findById(rec.sessionId, t0 + 18 * MIN))?.lastSeenAt, t0 + 9 * MIN);
+        assert.equal(await a.sessions.findById(rec.sessionId, t0 + 19 * MIN), undefined);
+        if (h.name === 'redis') {
+          // The id index carries the session hash's expiry, and a missing one (a session stored
+          // before the index existed) is rebuilt by the next touch.
+          const r = a as RedisStore;
+          const m = (x: string) => Buffer.from(x).toString('base64url');
+          const idKey = `${r.prefix}sid:${m(rec.sessionId)}`;
+          const hashKey = `${r.prefix}s:${m(rec.userId)}:${m(rec.sessionId)}`;
+          const [idTtl, hashTtl] = [await r.redis.pttl(idKey), await r.redis.pttl(hashKey)];
+          assert.ok(idTtl > 0 && Math.abs(idTtl - hashTtl) < 1000, `id index ttl ${idTtl} vs ${hashTtl}`);
+          await r.redis.del(idKey);
+          assert.equal(await a.sessions.findById(rec.sessionId, t0 + 9 * MIN), undefined);
+          await a.sessions.touch(rec.userId, rec.sessionId, t0 + 10 * MIN);
+          assert.ok(await b.sessions.findById(rec.sessionId, t0 + 10 * MIN));
+        }
+      });
+
+      it('[C-IR-1] list: live sessions overall or of one user, latest expiry first, limit respected', async () => {
+        // Far ahead of every other test's sessions (absolute expiry 8 h), so only these are live.
+        const T = clock.now + 10_000 * MIN;
+        const u = `u-${uniq()}`;
+        const mine = [1, 2, 3].map((i) => session(u, T, { lastSeenAt: T + i, idleTimeoutMs: 30 * MIN }));
+        const expired = session(u, T - 10 * MIN, { idleTimeoutMs: MIN });
+        const other = session(`v-${uniq()}`, T, { lastSeenAt: T + 4, idleTimeoutMs: 30 * MIN });
+        for (const r of [...mine, expired, other]) await a.sessions.create(r);
+        const ids = (rs: SessionRecord[]) => rs.map((r) => r.sessionId);
+        const [m1, m2, m3] = mine.map((r) => r.sessionId);
+        const byUser = await b.sessions.list(T + 5, { userId: u, limit: 10 });
+        assert.deepEqual(ids(byUser), [m3, m2, m1], 'expired excluded, latest expiry first');
+        assert.deepEqual(byUser[0], mine[2]);
+        assert.deepEqual(ids(await b.sessions.list(T + 5, { userId: u, limit: 2 })), [m3, m2]);
+        assert.deepEqual(ids(await a.sessions.list(T + 5, { limit: 2 })), [other.sessionId, m3]);
+        assert.deepEqual(ids(await a.sessions.list(T + 5, { limit: 4 })), [other.sessionId, m3, m2, m1]);
+        assert.deepEqual(ids(await a.sessions.list(T + 30 * MIN + 3, { limit: 10 })), [other.sessionId]);
+        assert.deepEqual(await a.sessions.list(T + 5, { userId: `nobody-${uniq()}`, limit: 10 }), []);
+        await a.sessions.delete(u, m3!);
+        assert.deepEqual(ids(await b.sessions.list(T + 5, { userId: u, limit: 10 })), [m2, m1]);
+        await a.sessions.deleteAllForUser(u);
+        await a.sessions.deleteAllForUser(other.userId);
       });
 
       it('upstream session ids are set and removed per server', async () => {
@@ -489,6 +565,8 @@ for (const h of harnesses) {
             e instanceof StoreUnavailableError && e.code === 'ERR_STORE_UNAVAILABLE' && e.backend === h.name,
         );
         await assert.rejects(s.replay.checkAndStore('k', 10), StoreUnavailableError);
+        await assert.rejects(s.sessions.findById('x', clock.now), StoreUnavailableError);
+        await assert.rejects(s.sessions.list(clock.now, { limit: 10 }), StoreUnavailableError);
       });
 
       it('migrations are idempotent: reopening keeps the data', async () => {
