@@ -6,11 +6,16 @@
  * sends the victim B's authorization link. The victim must land on mcp-warden's consent page
  * for B, and no code may reach B's redirect URI unless that page is approved.
  *
- * Also saves docs/screenshots/consent-page.png and docs/screenshots/error-page.png.
+ * Also saves docs/screenshots/consent-page.png and docs/screenshots/error-page.png (with
+ * WARDEN_SCREENSHOTS=1; a temporary directory otherwise).
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import type { Browser, BrowserContext } from 'playwright-core';
 import {
   type AsHarness,
@@ -23,7 +28,11 @@ import {
 import { requireSystem } from '../helpers/system.ts';
 
 const chromium = await requireSystem('chromium');
-const SHOTS = new URL('../../docs/screenshots/', import.meta.url);
+// Screenshots go to docs/screenshots only when asked (WARDEN_SCREENSHOTS=1), so a test run
+// does not dirty the checkout; otherwise to a temporary directory.
+const SHOTS = process.env.WARDEN_SCREENSHOTS
+  ? new URL('../../docs/screenshots/', import.meta.url)
+  : pathToFileURL(`${mkdtempSync(join(tmpdir(), 'warden-shots-'))}/`);
 
 describe('Confused deputy in a real browser [C-DEP-1][S-AS-7]', chromium, () => {
   let h: AsHarness;
