@@ -101,9 +101,6 @@ const CODE: Record<string, string[]> = {
   'C-IR-2': ['src/auth/resource/jwks.ts'],
 };
 
-const PINNING_OPT_IN =
-  'enforced in the gateway pipeline (tools.pinning approve by default, tofu in the demo); pins are shared by all instances only with state.postgres (per instance with SQLite)';
-
 /** Implemented in part: the reason is shown in the matrix. */
 const PARTIAL: Record<string, string> = {
   'C-TOK-4':
@@ -114,19 +111,8 @@ const PARTIAL: Record<string, string> = {
     'per server, tool, prompt and resource rules, admin role for the admin API; no per-argument or per-group policy yet',
   'S-TOK-3':
     'refresh tokens rotate with reuse detection (every client), upstream tokens encrypted at rest; the AS signing keys are stored unencrypted',
-  ...Object.fromEntries(
-    [
-      'C-TOOL-1',
-      'C-TOOL-2',
-      'C-TOOL-3',
-      'C-TOOL-4',
-      'C-TOOL-5',
-      'C-TOOL-6',
-      'C-TOOL-7',
-      'C-SUP-4',
-      'C-AI-3',
-    ].map((id) => [id, PINNING_OPT_IN]),
-  ),
+  'C-AI-3':
+    'hidden Unicode, ANSI / terminal escapes, control characters and homoglyphs detected in tool, prompt and template definitions (quarantined by the tool guard); not yet applied to tool outputs at run time',
   'C-AUTHN-1':
     'generic OIDC and Entra profiles validated; the gateway AS federates to an OIDC IdP; Entra federation preset not proven end to end',
   'C-AUTHN-7':

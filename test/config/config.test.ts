@@ -12,6 +12,7 @@ import {
   parseConfig,
   parseConfigText,
 } from '../../src/config/load.ts';
+import { configWarnings } from '../../src/config/warnings.ts';
 
 function issues(fn: () => unknown): { path: string; message: string }[] {
   try {
@@ -146,5 +147,47 @@ describe('Configuration (docs/configuration.md)', () => {
     }
     assert.match(errors.join(''), /servers\[0\]\.url: must be https:\/\/ or a loopback http:\/\/ URL/);
     assert.equal(loadConfigFile(good).servers.length, 1);
+  });
+
+  it('[C-TOOL-5][C-SESS-7] warns when sessions are shared (state.redis) but tool pins would not be (no state.postgres)', async () => {
+    const server = { name: 'a', transport: 'http', url: 'https://example.com/mcp' };
+    const shared = parseConfig({
+      state: { redis: 'redis://127.0.0.1:6379', eventKey: 'k'.repeat(43) },
+      servers: [server],
+    });
+    assert.ok(configWarnings(shared).some((w) => w.includes('add state.postgres')));
+    const both = parseConfig({
+      state: { redis: 'redis://127.0.0.1:6379', postgres: 'postgres://db/w', eventKey: 'k'.repeat(43) },
+      servers: [server],
+    });
+    const pins = (c: ReturnType<typeof parseConfig>) =>
+      configWarnings(c).filter((w) => w.includes('tool pins'));
+    assert.deepEqual(pins(both), []);
+    assert.deepEqual(
+      pins(parseConfig({ servers: [server] })),
+      [],
+      'one instance on SQLite: nothing to share',
+    );
+    const off = parseConfig({ tools: { pinning: 'off' }, auth: { mode: 'none' }, servers: [server] });
+    assert.equal(configWarnings(off).length, 2);
+    // `config check` prints the warning and still succeeds.
+    const dir = mkdtempSync(join(tmpdir(), 'warden-cfg-'));
+    const file = join(dir, 'shared.yaml');
+    writeFileSync(
+      file,
+      `state:\n  redis: redis://127.0.0.1:6379\n  eventKey: ${'k'.repeat(43)}\nservers:\n  - name: a\n    transport: http\n    url: https://example.com/mcp\n`,
+    );
+    const out: string[] = [];
+    const orig = process.stderr.write.bind(process.stderr);
+    const origOut = process.stdout.write.bind(process.stdout);
+    process.stderr.write = ((x: string) => out.push(String(x)) > 0) as typeof process.stderr.write;
+    process.stdout.write = ((x: string) => out.push(String(x)) > 0) as typeof process.stdout.write;
+    try {
+      assert.equal(await configCommand(['check', file]), 0);
+    } finally {
+      process.stderr.write = orig;
+      process.stdout.write = origOut;
+    }
+    assert.match(out.join(''), /warning: state\.redis shares sessions between instances/);
   });
 });

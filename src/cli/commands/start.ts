@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, defaultConfig, loadConfigFile } from '../../config/load.ts';
 import type { WardenConfig } from '../../config/schema.ts';
+import { configWarnings } from '../../config/warnings.ts';
 import { startGateway } from '../../gateway.ts';
 
 export async function run(argv: string[]): Promise<number> {
@@ -26,14 +27,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (values.port !== undefined && values.config) config.listen.port = Number(values.port);
   const gw = await startGateway(config);
-  const warnings: string[] = [];
-  if (config.auth.mode === 'none')
-    warnings.push('authentication is off (auth.mode: none): any local process can use the tools');
-  if (config.tools.pinning === 'off')
-    warnings.push(
-      'tool definitions are not pinned (tools.pinning: off): set tofu, or approve for production',
-    );
-  for (const w of warnings) process.stderr.write(`mcp-warden: warning: ${w}\n`);
+  for (const w of configWarnings(config)) process.stderr.write(`mcp-warden: warning: ${w}\n`);
   const source = values.config ?? 'embedded defaults';
   process.stderr.write(
     `\nmcp-warden listening (${source})\n` +
