@@ -69,7 +69,7 @@ const CODE: Record<string, string[]> = {
   'C-ARCH-3': ['src/config/load.ts'],
   'C-AUTHN-4': ['src/admin/', 'src/auth/resource/gateway-auth.ts'],
   'C-TOK-3': ['src/auth/upstream/token-exchange.ts', 'src/auth/upstream/cache.ts'],
-  'C-TOK-4': ['src/secrets/'],
+  'C-TOK-4': ['src/secrets/', 'src/auth/server/keys.ts'],
   'C-TOK-8': ['src/net/tls.ts', 'src/transport/http-server.ts'],
   'C-TOK-10': ['src/auth/upstream/', 'src/gateway/upstream-client.ts'],
   'C-SESS-3': ['src/policy/binding.ts', 'src/transport/http-server.ts'],
@@ -83,7 +83,7 @@ const CODE: Record<string, string[]> = {
   'C-DEP-5': ['src/auth/server/token.ts'],
   'C-DEP-6': ['src/auth/server/register.ts', 'src/auth/server/cimd.ts'],
   'C-DEP-7': ['src/auth/server/pages.ts'],
-  'S-TOK-3': ['src/auth/server/token.ts', 'src/secrets/'],
+  'S-TOK-3': ['src/auth/server/token.ts', 'src/secrets/', 'src/auth/server/keys.ts'],
   'S-AS-1': ['src/auth/server/metadata.ts'],
   'S-AS-2': ['src/auth/server/cimd.ts', 'src/auth/server/clients.ts'],
   'S-AS-3': ['src/auth/server/register.ts'],
@@ -103,14 +103,10 @@ const CODE: Record<string, string[]> = {
 
 /** Implemented in part: the reason is shown in the matrix. */
 const PARTIAL: Record<string, string> = {
-  'C-TOK-4':
-    'upstream tokens and stored secrets encrypted (AES-256-GCM, env/file/Vault/Azure keys, rotation); the AS signing keys are not yet encrypted',
   'S-ELI-1':
     'URL elicitation to the gateway page, state bound to the signed-in user; no elicitation/complete notification to the waiting client yet',
   'C-AUTHN-4':
     'per server, tool, prompt and resource rules, admin role for the admin API; no per-argument or per-group policy yet',
-  'S-TOK-3':
-    'refresh tokens rotate with reuse detection (every client), upstream tokens encrypted at rest; the AS signing keys are stored unencrypted',
   'C-AI-3':
     'hidden Unicode, ANSI / terminal escapes, control characters and homoglyphs detected in tool, prompt and template definitions (quarantined by the tool guard); not yet applied to tool outputs at run time',
   'C-AUTHN-1':

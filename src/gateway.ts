@@ -151,6 +151,9 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     onConnectionError: (err) => logger.warn({ err: err.message }, 'state backend connection error'),
   });
   addRateLimits(store);
+  // Upstream tokens, stored secrets and the authorization server's signing keys and cookie
+  // secret are encrypted at rest with the configured key [C-TOK-4][S-TOK-3].
+  const secrets = config.secrets ? await openSecretStore(config.secrets, store) : undefined;
   let authConfig = config;
   let authFetch = opts.authDeps?.fetch;
   const asInput = authorizationServerInput(config);
@@ -158,6 +161,8 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     as = await createAuthorizationServer(authorizationServerSchema.parse(asInput), {
       store,
       audit: audit.emit,
+      ...(secrets ? { seal: secrets.keyring } : {}),
+      warn: (msg) => logger.warn(msg),
       ...(opts.announceDevPassword ? { announceDevPassword: opts.announceDevPassword } : {}),
     });
     const issuer = asInput.issuer as string;
@@ -206,8 +211,6 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
   // The admin API needs the pin store: the tool guard's, or the same one the CLI uses.
   const adminPins = pins ?? (await openPins());
   let admin: AdminApi | undefined;
-  // Upstream tokens and stored secrets are encrypted at rest with the configured key [C-TOK-4].
-  const secrets = config.secrets ? await openSecretStore(config.secrets, store) : undefined;
   const providers = new Map<string, CredentialProvider>();
   const userOAuth = new Map<string, UserOAuthProvider>();
   for (const srv of servers) {

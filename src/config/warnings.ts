@@ -18,5 +18,11 @@ export function configWarnings(config: WardenConfig): string[] {
         "instance's state.sqlite: add state.postgres so every instance enforces the same approvals " +
         '(or run a single instance)',
     );
+  const as = config.authorizationServer as { upstream?: unknown } | undefined;
+  if (as?.upstream && !config.secrets)
+    out.push(
+      "the authorization server's signing keys and cookie secret are stored unencrypted in the state " +
+        'store: set secrets.key to seal them (AES-256-GCM)',
+    );
   return out;
 }

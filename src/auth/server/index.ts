@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuditEmitter } from '../../audit/events.ts';
 import { StoreUnavailableError } from '../../store/errors.ts';
-import type { Store } from '../../store/types.ts';
+import type { JsonValue, Store } from '../../store/types.ts';
 import { handleAuthorize } from './authorize.ts';
 import { handleCallback } from './callback.ts';
 import { createSafeMetadataFetcher, type FetchMetadata } from './cimd.ts';
@@ -25,7 +25,7 @@ import { type AsContext, loginUser, randomToken } from './context.ts';
 import { createCookieJar } from './cookies.ts';
 import { createDevIdp, type DevIdp } from './dev-idp.ts';
 import { BASE_HEADERS, sendJson } from './http.ts';
-import { createKeyRing, type JWKS } from './keys.ts';
+import { createKeyRing, type JWKS, type Sealer } from './keys.ts';
 import { buildAsMetadata, PATHS } from './metadata.ts';
 import { errorPage, sendPage } from './pages.ts';
 import { handleRegister } from './register.ts';
@@ -46,6 +46,13 @@ export interface AuthorizationServerDeps {
   upstreamFetch?: typeof fetch;
   /** Receives the development IdP's generated password, once, at first start. Default: stderr. */
   announceDevPassword?: (password: string) => void;
+  /**
+   * Seals the signing keys and the cookie secret at rest (the secret store's keyring, from
+   * `secrets.key`) [C-TOK-4][S-TOK-3]. Without it they are stored unencrypted.
+   */
+  seal?: Sealer;
+  /** Operator warnings (an unreadable sealed key or secret). Default: stderr. */
+  warn?: (msg: string) => void;
 }
 
 /** A running authorization server. */
@@ -80,18 +87,65 @@ const CORS = {
   'access-control-max-age': '600',
 };
 
-async function cookieSecret(cfg: AuthorizationServerConfig, store: Store, now: number): Promise<Buffer> {
+/** The cookie secret as stored: plain (no sealer) or sealed. */
+type StoredCookieSecret = string | { enc: string };
+const COOKIE_CONTEXT = 'as_secrets|cookie';
+
+async function cookieSecret(
+  cfg: AuthorizationServerConfig,
+  store: Store,
+  now: number,
+  seal: Sealer | undefined,
+  warn: (msg: string) => void,
+): Promise<Buffer> {
   if (cfg.cookieSecret) return Buffer.from(cfg.cookieSecret, 'base64url');
-  const doc = await store.documents.get('as_secrets', 'cookie');
-  if (doc) return Buffer.from(doc.value as string, 'base64url');
-  const fresh = randomToken(32);
-  try {
-    await store.documents.put('as_secrets', 'cookie', fresh, { expectedVersion: 0 }, now);
-    return Buffer.from(fresh, 'base64url');
-  } catch {
-    const again = await store.documents.get('as_secrets', 'cookie');
-    return Buffer.from(again!.value as string, 'base64url');
+  const stored = (v: string): StoredCookieSecret => (seal ? { enc: seal.encrypt(v, COOKIE_CONTEXT) } : v);
+  const read = (doc: { value: unknown }): string | undefined => {
+    const v = doc.value as StoredCookieSecret;
+    if (typeof v === 'string') return v;
+    if (!seal) {
+      warn(
+        'the authorization server cookie secret is sealed, but no secrets.key is configured: a new one is made',
+      );
+      return undefined;
+    }
+    try {
+      return seal.decrypt(v.enc, COOKIE_CONTEXT).toString('utf8');
+    } catch (err) {
+      warn(
+        `the authorization server cookie secret cannot be unsealed (${(err as Error).message}): a new one is made`,
+      );
+      return undefined;
+    }
+  };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const doc = await store.documents.get('as_secrets', 'cookie');
+    const value = doc ? read(doc) : undefined;
+    const plainOnDisk = doc !== undefined && typeof doc.value === 'string';
+    const resealNeeded =
+      doc !== undefined &&
+      value !== undefined &&
+      seal !== undefined &&
+      (plainOnDisk || (doc.value as { enc: string }).enc.split('.')[1] !== seal.currentKid);
+    if (value !== undefined && !resealNeeded) return Buffer.from(value, 'base64url');
+    // Create one, or seal the one found (plain, or sealed with an older data key), replacing
+    // exactly the version read: another instance doing the same at the same time wins or loses
+    // as a whole, and the loser reads the winner's.
+    const next = value ?? randomToken(32);
+    try {
+      await store.documents.put(
+        'as_secrets',
+        'cookie',
+        stored(next) as JsonValue,
+        { expectedVersion: doc?.version ?? 0 },
+        now,
+      );
+      return Buffer.from(next, 'base64url');
+    } catch {
+      // Lost the race: read again.
+    }
   }
+  throw new Error('the authorization server cookie secret could not be stored');
 }
 
 /**
@@ -109,12 +163,18 @@ export async function createAuthorizationServer(
   const cfg = authorizationServerSchema.parse(input);
   const now = deps.now ?? Date.now;
   const store = deps.store;
-  const secret = await cookieSecret(cfg, store, now());
+  const warn = deps.warn ?? ((msg: string) => process.stderr.write(`mcp-warden: warning: ${msg}\n`));
+  const secret = await cookieSecret(cfg, store, now(), deps.seal, warn);
   const keys = createKeyRing({
     issuer: cfg.issuer,
     documents: store.documents,
     rotationSec: cfg.lifetimes.keyRotation,
     maxTokenSec: cfg.lifetimes.accessToken,
+    ...(deps.seal ? { seal: deps.seal } : {}),
+    onUnreadableKey: (kid, why) =>
+      warn(
+        `authorization server signing key ${kid} cannot be unsealed (${why}): it only verifies now; a new key signs`,
+      ),
   });
   await keys.refresh(now());
   const fetchMetadata =

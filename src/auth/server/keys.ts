@@ -15,14 +15,41 @@ export interface JWKS {
   keys: JWK[];
 }
 
+/**
+ * Seals private key material at rest [C-TOK-4][S-TOK-3]: the secret store's keyring (AES-256-GCM,
+ * the context bound as AAD). `currentKid` names the data key new envelopes are made with.
+ */
+export interface Sealer {
+  encrypt(plaintext: string, context: string): string;
+  decrypt(envelope: string, context: string): Buffer;
+  readonly currentKid: string;
+}
+
+/** A key as stored: the private JWK sealed (`privateEnc`) when a sealer is configured. */
 interface StoredKey {
   kid: string;
-  privateJwk: JWK;
+  privateJwk?: JWK;
+  /** `v1.<dataKeyId>.<iv>.<ciphertext>.<tag>` of the private JWK (JSON). */
+  privateEnc?: string;
   publicJwk: JWK;
   createdAt: number;
   /** When it stopped signing (undefined while current). */
   retiredAt?: number;
 }
+
+/** A key in memory: the private JWK is absent when it could not be unsealed (verify only). */
+interface LoadedKey {
+  kid: string;
+  privateJwk?: JWK;
+  publicJwk: JWK;
+  createdAt: number;
+  retiredAt?: number;
+}
+
+const sealContext = (kid: string) => `as_keys|${kid}`;
+
+/** The envelope's data-key id (`v1.<kid>.…`), or undefined when malformed. */
+const envelopeKid = (env: string): string | undefined => env.split('.')[1];
 
 const COLLECTION = 'as_keys';
 
@@ -58,38 +85,104 @@ export function createKeyRing(opts: {
   documents: DocumentStore;
   rotationSec: number;
   maxTokenSec: number;
+  /**
+   * Seals private keys at rest. Without it they are stored as plain JWKs (the configuration
+   * check warns). With it, plain keys found in the store are sealed on load, and keys sealed
+   * with an older data key are sealed again with the current one.
+   */
+  seal?: Sealer;
+  /** Told when a stored key cannot be unsealed (it then only verifies, never signs). */
+  onUnreadableKey?: (kid: string, why: string) => void;
 }): KeyRing {
-  let keys: StoredKey[] = [];
+  let keys: LoadedKey[] = [];
   let loadedAt = -Infinity;
+  const seal = opts.seal;
 
-  const load = async () => {
+  const toStored = (k: LoadedKey): StoredKey => {
+    const base = {
+      kid: k.kid,
+      publicJwk: k.publicJwk,
+      createdAt: k.createdAt,
+      ...(k.retiredAt !== undefined ? { retiredAt: k.retiredAt } : {}),
+    };
+    return seal
+      ? { ...base, privateEnc: seal.encrypt(JSON.stringify(k.privateJwk), sealContext(k.kid)) }
+      : { ...base, privateJwk: k.privateJwk };
+  };
+  const save = (k: LoadedKey, nowMs: number) =>
+    opts.documents.put(COLLECTION, k.kid, toStored(k) as unknown as JsonValue, {}, nowMs);
+
+  const load = async (nowMs: number) => {
     const docs = await opts.documents.list(COLLECTION, { limit: 1000 });
-    keys = docs.map((d) => d.value as unknown as StoredKey).sort((a, b) => b.createdAt - a.createdAt);
+    const out: LoadedKey[] = [];
+    for (const d of docs) {
+      const st = d.value as unknown as StoredKey;
+      const k: LoadedKey = {
+        kid: st.kid,
+        publicJwk: st.publicJwk,
+        createdAt: st.createdAt,
+        ...(st.retiredAt !== undefined ? { retiredAt: st.retiredAt } : {}),
+      };
+      let reseal = false;
+      if (st.privateEnc !== undefined) {
+        if (!seal) opts.onUnreadableKey?.(st.kid, 'sealed, but no secrets.key is configured');
+        else {
+          try {
+            k.privateJwk = JSON.parse(
+              seal.decrypt(st.privateEnc, sealContext(st.kid)).toString('utf8'),
+            ) as JWK;
+            reseal = envelopeKid(st.privateEnc) !== seal.currentKid;
+          } catch (err) {
+            opts.onUnreadableKey?.(st.kid, (err as Error).message);
+          }
+        }
+      } else if (st.privateJwk) {
+        k.privateJwk = st.privateJwk;
+        reseal = seal !== undefined;
+      }
+      // Seal a plain key, or re-seal with the current data key, so that no private key stays
+      // readable from the store alone and a retired data key never strands one.
+      if (reseal) await save(k, nowMs);
+      out.push(k);
+    }
+    keys = out.sort((a, b) => b.createdAt - a.createdAt);
   };
   const create = async (nowMs: number) => {
     const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
     const kid = randomUUID();
-    const k: StoredKey = {
+    const k: LoadedKey = {
       kid,
       privateJwk: { ...(await exportJWK(privateKey)), kid, alg: 'ES256', use: 'sig' },
       publicJwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' },
       createdAt: nowMs,
     };
-    await opts.documents.put(COLLECTION, kid, k as unknown as JsonValue, {}, nowMs);
+    await save(k, nowMs);
     return k;
   };
 
   const ring: KeyRing = {
     async refresh(nowMs) {
       if (nowMs - loadedAt > 60_000 || keys.length === 0) {
-        await load();
+        await load(nowMs);
         loadedAt = nowMs;
       }
       const current = keys.find((k) => k.retiredAt === undefined);
-      if (!current || nowMs - current.createdAt >= opts.rotationSec * 1000) {
+      // A current key that cannot be unsealed is retired (it still verifies what it signed).
+      if (!current?.privateJwk || nowMs - current.createdAt >= opts.rotationSec * 1000) {
         if (current) {
           current.retiredAt = nowMs;
-          await opts.documents.put(COLLECTION, current.kid, current as unknown as JsonValue, {}, nowMs);
+          if (current.privateJwk) await save(current, nowMs);
+          else {
+            const doc = await opts.documents.get(COLLECTION, current.kid);
+            if (doc)
+              await opts.documents.put(
+                COLLECTION,
+                current.kid,
+                { ...(doc.value as Record<string, JsonValue>), retiredAt: nowMs },
+                {},
+                nowMs,
+              );
+          }
         }
         keys.unshift(await create(nowMs));
       }
@@ -103,8 +196,8 @@ export function createKeyRing(opts: {
     },
     async signAccessToken(claims, nowMs, ttlSec) {
       await ring.refresh(nowMs);
-      const k = keys.find((x) => x.retiredAt === undefined)!;
-      const key = await importJWK(k.privateJwk, 'ES256');
+      const k = keys.find((x) => x.retiredAt === undefined && x.privateJwk)!;
+      const key = await importJWK(k.privateJwk!, 'ES256');
       const iat = Math.floor(nowMs / 1000);
       return new SignJWT({ client_id: claims.client_id, scope: claims.scope, gid: claims.gid })
         .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: k.kid })
