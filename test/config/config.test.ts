@@ -190,4 +190,26 @@ describe('Configuration (docs/configuration.md)', () => {
     }
     assert.match(out.join(''), /warning: state\.redis shares sessions between instances/);
   });
+
+  it('[C-TOK-4] warns when the authorization server federates to an IdP without secrets.key to seal its keys', () => {
+    const server = { name: 'a', transport: 'http', url: 'https://example.com/mcp' };
+    const as = { upstream: { issuer: 'https://idp.example.com', client_id: 'gw', client_secret: 's' } };
+    const seal = (c: ReturnType<typeof parseConfig>) =>
+      configWarnings(c).filter((w) => w.includes('secrets.key'));
+    const listen = { publicUrl: 'http://127.0.0.1:8787' };
+    const auth = { mode: 'oauth' };
+    assert.equal(seal(parseConfig({ listen, auth, authorizationServer: as, servers: [server] })).length, 1);
+    assert.deepEqual(
+      seal(
+        parseConfig({
+          listen,
+          auth,
+          authorizationServer: as,
+          secrets: { key: { provider: 'env', name: 'K' } },
+          servers: [server],
+        }),
+      ),
+      [],
+    );
+  });
 });
