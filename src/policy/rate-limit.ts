@@ -65,6 +65,11 @@ export const rateLimitSchema = z
   .object({
     rules: z.array(rateRuleSchema).default([]),
     http: httpRateRuleSchema.optional(),
+    /**
+     * Failed authentications per client address: over the limit, the address is answered 429
+     * before any token it sends is validated, until the window allows again.
+     */
+    authFailures: httpRateRuleSchema.optional(),
     /** How long to wait for the store before denying (fail closed). */
     storeTimeoutMs: z.number().int().min(10).max(60_000).default(2000),
   })
@@ -291,4 +296,71 @@ export async function rateLimitHttpOutcome(
     reason: 'rate_limited',
     retryAfterMs: d.retryAfterMs,
   };
+}
+
+/**
+ * Failed authentications per client address (`rateLimits.authFailures`): a client spraying
+ * invalid tokens costs a JWT verification or an introspection call each time, and guesses
+ * cost nothing. Every failed authentication counts one hit on the shared counter of its
+ * address; when a hit is refused, the address is blocked on this instance for the counter's
+ * `retryAfterMs`, and its requests are answered 429 before their tokens are validated. Every
+ * instance blocks on its own next failure once the shared budget is spent.
+ *
+ * A store failure while counting is ignored (the request is already refused, with 401): it
+ * never turns a refusal into an allow, and never blocks an address on its own.
+ */
+export class AuthFailureLimiter {
+  readonly #counter: RateCounter;
+  readonly #rule: HttpRateRule;
+  readonly #timeoutMs: number;
+  readonly #blocked = new Map<string, number>();
+  readonly #now: () => number;
+
+  constructor(
+    counter: RateCounter,
+    rule: HttpRateRule,
+    opts: { storeTimeoutMs?: number; now?: () => number } = {},
+  ) {
+    this.#counter = counter;
+    this.#rule = rule;
+    this.#timeoutMs = opts.storeTimeoutMs ?? 2000;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  /** Milliseconds `address` stays blocked, or 0 when it may try. */
+  blockedFor(address: string): number {
+    const until = this.#blocked.get(address);
+    if (until === undefined) return 0;
+    const left = until - this.#now();
+    if (left > 0) return left;
+    this.#blocked.delete(address);
+    return 0;
+  }
+
+  /** Counts one failed authentication from `address`; returns the block it caused (ms, 0 for none). */
+  async failed(address: string): Promise<number> {
+    let d: RateDecision;
+    try {
+      d = await hitWithTimeout(
+        this.#counter,
+        `rla:${ruleId(this.#rule)}:${part(address)}`,
+        this.#rule.windowSec * 1000,
+        this.#rule.limit,
+        this.#timeoutMs,
+      );
+    } catch {
+      return 0;
+    }
+    if (d.allowed) return 0;
+    const ms = Math.max(1000, d.retryAfterMs);
+    // Bounded: an attacker rotating addresses must not grow this map without limit.
+    if (this.#blocked.size >= 100_000) this.#blocked.clear();
+    this.#blocked.set(address, this.#now() + ms);
+    return ms;
+  }
+}
+
+/** Whole seconds for a `Retry-After` header (at least 1). */
+export function retryAfterHeader(ms: number): string {
+  return String(retryAfterSeconds(ms));
 }

@@ -26,7 +26,7 @@ import { DEFAULT_HEADER_VERSION, isSupportedVersion } from '../mcp/protocol.ts';
 import { createTlsOptions, HSTS_HEADER, HSTS_VALUE, tlsFilesFromConfig } from '../net/tls.ts';
 import type { Identity } from '../pipeline/types.ts';
 import { type BindingRequest, checkBinding, createBinding } from '../policy/binding.ts';
-import { rateLimitHttpOutcome } from '../policy/rate-limit.ts';
+import { AuthFailureLimiter, rateLimitHttpOutcome, retryAfterHeader } from '../policy/rate-limit.ts';
 import {
   authContextOf,
   parseAuthContext,
@@ -236,6 +236,17 @@ export class GatewayHttpServer {
   readonly #forget = (session: Session): void => {
     if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
   };
+
+  /** Failed authentications per client address (`rateLimits.authFailures`), when configured. */
+  get #authFailures(): AuthFailureLimiter | undefined {
+    const rule = this.#deps.config.rateLimits?.authFailures;
+    if (!rule || !this.#deps.store) return undefined;
+    this.#authFailureLimiter ??= new AuthFailureLimiter(this.#deps.store.rate, rule, {
+      storeTimeoutMs: this.#deps.config.rateLimits?.storeTimeoutMs,
+    });
+    return this.#authFailureLimiter;
+  }
+  #authFailureLimiter: AuthFailureLimiter | undefined;
 
   readonly #lockCache = new Map<string, { at: number; locked: boolean }>();
 
@@ -465,15 +476,41 @@ export class GatewayHttpServer {
       });
     }
 
+    // An address that spent its failed-authentication budget is answered before any token it
+    // sends is validated (rateLimits.authFailures).
+    const address = req.socket.remoteAddress ?? '';
+    const failures = this.#authFailures;
+    const blockedMs = failures ? failures.blockedFor(address) : 0;
+    if (blockedMs > 0)
+      return rpcError(
+        res,
+        429,
+        ErrorCode.InvalidRequest,
+        'Too many failed authentications from this address; retry later',
+        { 'retry-after': retryAfterHeader(blockedMs) },
+      );
     const auth = await this.#deps.authenticate(req, path);
     if (!auth.ok) {
       this.#deps.audit({
         type: 'auth.decision',
         decision: 'deny',
         reason: auth.reason,
-        actor: { user: auth.user ?? 'unknown', ip: req.socket.remoteAddress ?? '' },
+        actor: { user: auth.user ?? 'unknown', ip: address },
         detail: { path },
       });
+      // A presented token that failed counts; the first token-less probe of an OAuth client
+      // (to read the challenge) and an unreachable IdP do not.
+      if (failures && auth.status === 401 && auth.reason !== 'no_token') {
+        const blocked = await failures.failed(address);
+        if (blocked > 0)
+          this.#deps.audit({
+            type: 'http.rejected',
+            decision: 'deny',
+            reason: 'auth_failures_rate_limited',
+            actor: { user: 'unknown', ip: address },
+            detail: { path, blockedMs: blocked },
+          });
+      }
       // A revoked token ends the session it was used with, on every instance [C-SESS-5].
       const sid = one(req.headers['mcp-session-id']);
       if (auth.reason === 'token_revoked' && auth.user && sid) {
