@@ -97,7 +97,13 @@ const CODE: Record<string, string[]> = {
   'S-SSRF-1': ['src/net/ssrf.ts', 'src/auth/server/cimd.ts'],
   'S-SSRF-2': ['src/net/ssrf.ts'],
   'S-ELI-1': ['src/auth/upstream/user-oauth.ts', 'src/auth/upstream/routes.ts'],
-  'C-IR-1': ['src/store/', 'src/admin/'],
+  'C-IR-1': [
+    'src/store/',
+    'src/admin/',
+    'src/policy/quarantine.ts',
+    'src/transport/http-server.ts',
+    'src/gateway.ts',
+  ],
   'C-IR-2': ['src/auth/resource/jwks.ts'],
 };
 
@@ -117,7 +123,7 @@ const PARTIAL: Record<string, string> = {
   'C-AI-4':
     'secret and exfiltration detectors built; not yet a pipeline stage (no redaction of live outputs)',
   'C-IR-1':
-    'single sessions and all sessions of a user listed and terminated on every instance via the admin API; no account lock or tool quarantine action yet',
+    'sessions terminated, accounts locked and whole servers quarantined on every instance via the admin API (single tool versions rejected through the tool guard); no admin action to revoke tokens (the gateway AS grants, stored upstream tokens) yet: a locked user is refused but their tokens stay valid until expiry',
   'C-IR-2':
     'JWKS rotation followed without downtime, AS key rotation; no rotation of upstream credentials yet',
 };

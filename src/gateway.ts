@@ -31,6 +31,7 @@ import { PostgresPinStore } from './guard/tools/pins-postgres.ts';
 import { makeScanHook } from './guard/tools/scan-hook.ts';
 import { Pipeline } from './pipeline/chain.ts';
 import type { Interceptor } from './pipeline/types.ts';
+import { createQuarantineInterceptor, ServerQuarantine } from './policy/quarantine.ts';
 import { createRateLimitInterceptor } from './policy/rate-limit.ts';
 import { openSecretStore } from './secrets/config.ts';
 import { openStore } from './store/open.ts';
@@ -151,6 +152,14 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     onConnectionError: (err) => logger.warn({ err: err.message }, 'state backend connection error'),
   });
   addRateLimits(store);
+  // Server quarantine [C-IR-1]: first of all, so a quarantined server's traffic costs nothing else.
+  const quarantine = new ServerQuarantine({
+    kv: store.kv,
+    pubsub: store.pubsub,
+    servers: servers.map((s) => s.name),
+  });
+  await quarantine.start();
+  pipeline.prepend(createQuarantineInterceptor(quarantine));
   // Upstream tokens, stored secrets and the authorization server's signing keys and cookie
   // secret are encrypted at rest with the configured key [C-TOK-4][S-TOK-3].
   const secrets = config.secrets ? await openSecretStore(config.secrets, store) : undefined;
@@ -319,6 +328,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
     pinStore: adminPins,
     audit: audit.emit,
     recentAudit: () => recentEvents.events,
+    quarantine,
     sessions: {
       list: () =>
         [...httpServer.sessions.values()]
@@ -395,6 +405,7 @@ export async function startGateway(config: WardenConfig, opts: GatewayOptions = 
       closing ??= (async () => {
         if (refresher) clearInterval(refresher);
         await httpServer.shutdown(graceMs);
+        await quarantine.close();
         audit.emit({ type: 'gateway.stop', decision: 'info', reason: 'stopped' });
         await audit.close();
         await pins?.close();

@@ -1,7 +1,8 @@
 /**
  * The authenticated admin API (issue 6; session containment for issue 5): the operations of
  * `mcp-warden tools …` and `mcp-warden inventory` [C-TOOL-5][C-SUP-4], session listing and
- * termination [C-IR-1], and the recent audit events, as JSON over HTTP under `/admin/`.
+ * termination, user lock and server quarantine [C-IR-1], and the recent audit events, as JSON
+ * over HTTP under `/admin/`.
  *
  * Every request is authenticated by the gateway's authenticator and authorised by the admin
  * role or scope before routing [C-AUTHN-4]: an unknown path is 401/403 to a stranger, 404 only
@@ -15,9 +16,9 @@
  * Answers are ASCII-only JSON (see {@link asciiJson}); diffs show hidden characters as
  * `<U+XXXX>` (see `Approvals.diff`).
  *
- * It does NOT: rate-limit, revoke tokens or block a user from opening new sessions after their
- * sessions were terminated (pair termination with revocation at the identity provider), or
- * serve any HTML.
+ * It does NOT: rate-limit, revoke tokens (a lock refuses the user's requests, but pair it with
+ * revocation at the identity provider), end a quarantined server's upstream sessions, or serve
+ * any HTML.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuditEmitter, AuditEvent, AuditEventType, AuditInput } from '../audit/events.ts';
@@ -29,6 +30,7 @@ import {
   type PinnedVersion,
   type PinStore,
 } from '../guard/tools/pins.ts';
+import type { QuarantineRecord } from '../policy/quarantine.ts';
 import { StoreUnavailableError } from '../store/errors.ts';
 import { type SessionRecord, sessionExpiresAt } from '../store/types.ts';
 import {
@@ -87,6 +89,21 @@ export interface AdminSessions {
   setLocked?(user: string, locked: boolean): Promise<void>;
 }
 
+/**
+ * Quarantine of whole upstream servers [C-IR-1], as `ServerQuarantine` (src/policy/quarantine.ts)
+ * provides it. Every method rejects (StoreUnavailableError: 503) when the store cannot answer.
+ */
+export interface AdminQuarantine {
+  /** The configured servers: only they can be quarantined (others are 404). */
+  readonly servers: readonly string[];
+  /** The stored quarantine of `server` (read now, not cached), or undefined. */
+  read(server: string): Promise<QuarantineRecord | undefined>;
+  /** Quarantines on every instance; returns the quarantine it replaces. */
+  quarantine(server: string, record: QuarantineRecord): Promise<QuarantineRecord | undefined>;
+  /** Lifts the quarantine on every instance; returns the one lifted. */
+  release(server: string): Promise<QuarantineRecord | undefined>;
+}
+
 /** A decision taken through the API, for the gateway to react (e.g. send `list_changed`). */
 export interface AdminDecision {
   action: 'approve' | 'reject' | 'rollback';
@@ -107,6 +124,10 @@ export interface AdminApiDeps {
   audit: AuditEmitter;
   /** The recent audit events, oldest first (e.g. a `MemorySink`'s `events`). */
   recentAudit?: () => readonly AuditEvent[];
+  /** Server quarantine [C-IR-1]; without it `/admin/servers…` is 404. */
+  quarantine?: AdminQuarantine;
+  /** Clock of quarantine records (tests). */
+  now?: () => Date;
   /** Role and scope that grant the API. Default {@link DEFAULT_ADMIN_GRANT}. */
   grant?: Partial<AdminGrant>;
   /** Path prefix the API is mounted at. Default `/admin`. */
@@ -129,6 +150,8 @@ export const ADMIN_REASONS = {
   reject: 'admin_reject',
   rollback: 'admin_rollback',
   terminate: 'admin_terminate',
+  quarantineServer: 'admin_quarantine_server',
+  releaseServer: 'admin_release_server',
   unauthenticated: 'admin_unauthenticated',
   forbidden: 'admin_forbidden',
 } as const;
@@ -495,6 +518,80 @@ export function createAdminApi(deps: AdminApiDeps): AdminApi {
     sendJson(ctx.res, 200, { user, locked, ...(locked ? { terminated: count } : {}) });
   };
 
+  // ---- servers [C-IR-1] ----
+
+  const quarantineOf = (): AdminQuarantine => {
+    if (!deps.quarantine) throw notFound('server quarantine is not configured');
+    return deps.quarantine;
+  };
+
+  /** A configured server named in the path: 400 when malformed, 404 when not configured. */
+  const configuredServer = (q: AdminQuarantine, raw: string): string => {
+    const server = serverSegment(raw);
+    if (!q.servers.includes(server)) throw notFound('no such server');
+    return server;
+  };
+
+  const serverList = async (ctx: Ctx): Promise<void> => {
+    if (ctx.req.method !== 'GET') throw methodNotAllowed('GET');
+    const q = quarantineOf();
+    // Read from the store (not the enforcement cache); a store failure is 503, never "not quarantined".
+    const states = await Promise.all(q.servers.map(async (name) => ({ name, record: await q.read(name) })));
+    sendJson(ctx.res, 200, {
+      servers: states.map(({ name, record }) => ({
+        name,
+        quarantined: record !== undefined,
+        ...(record ? { quarantine: record } : {}),
+      })),
+    });
+  };
+
+  const serverQuarantine = async (ctx: Ctx, rawServer: string, quarantine: boolean): Promise<void> => {
+    if (ctx.req.method !== 'POST') throw methodNotAllowed('POST');
+    const q = quarantineOf();
+    const server = configuredServer(q, rawServer);
+    const b = await body(ctx, true);
+    fields(b, ['reason'], quarantine ? ['reason'] : []);
+    const note = reasonField(b.reason, quarantine);
+    if (quarantine) {
+      const record: QuarantineRecord = {
+        by: ctx.by,
+        at: (deps.now?.() ?? new Date()).toISOString(),
+        reason: note as string,
+      };
+      const previous = await q.quarantine(server, record);
+      emit({
+        type: 'auth.decision',
+        decision: 'deny',
+        reason: ADMIN_REASONS.quarantineServer,
+        actor: ctx.actor,
+        server,
+        detail: {
+          by: ctx.by,
+          note: record.reason,
+          ...(previous ? { replaced: { by: previous.by, at: previous.at } } : {}),
+        },
+      });
+      sendJson(ctx.res, 200, { server, quarantined: true, quarantine: record });
+      return;
+    }
+    const previous = await q.release(server);
+    emit({
+      type: 'auth.decision',
+      decision: 'allow',
+      reason: ADMIN_REASONS.releaseServer,
+      actor: ctx.actor,
+      server,
+      detail: {
+        by: ctx.by,
+        released: previous !== undefined,
+        ...(previous ? { quarantinedBy: previous.by, quarantinedAt: previous.at } : {}),
+        ...(note ? { note } : {}),
+      },
+    });
+    sendJson(ctx.res, 200, { server, quarantined: false, released: previous !== undefined });
+  };
+
   // ---- audit ----
 
   const auditRoute = (ctx: Ctx): void => {
@@ -528,6 +625,9 @@ export function createAdminApi(deps: AdminApiDeps): AdminApi {
       return userTerminate(ctx, rest[0] as string);
     if (head === 'users' && rest.length === 2 && (rest[1] === 'lock' || rest[1] === 'unlock'))
       return userLock(ctx, rest[0] as string, rest[1] === 'lock');
+    if (head === 'servers' && rest.length === 0) return serverList(ctx);
+    if (head === 'servers' && rest.length === 2 && (rest[1] === 'quarantine' || rest[1] === 'release'))
+      return serverQuarantine(ctx, rest[0] as string, rest[1] === 'quarantine');
     if (head === 'audit' && rest.length === 0) return auditRoute(ctx);
     throw notFound();
   };

@@ -1,12 +1,13 @@
 /**
  * The authenticated admin API under `/admin/`: tool-definition approvals, inventory, session
- * containment and recent audit events. See docs/admin-api.md.
+ * containment, server quarantine and recent audit events. See docs/admin-api.md.
  */
 export {
   ADMIN_REASONS,
   type AdminApi,
   type AdminApiDeps,
   type AdminDecision,
+  type AdminQuarantine,
   type AdminSessionInfo,
   type AdminSessions,
   createAdminApi,
