@@ -359,8 +359,3 @@ export class AuthFailureLimiter {
     return ms;
   }
 }
-
-/** Whole seconds for a `Retry-After` header (at least 1). */
-export function retryAfterHeader(ms: number): string {
-  return String(retryAfterSeconds(ms));
-}

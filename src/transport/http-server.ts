@@ -26,7 +26,7 @@ import { DEFAULT_HEADER_VERSION, isSupportedVersion } from '../mcp/protocol.ts';
 import { createTlsOptions, HSTS_HEADER, HSTS_VALUE, tlsFilesFromConfig } from '../net/tls.ts';
 import type { Identity } from '../pipeline/types.ts';
 import { type BindingRequest, checkBinding, createBinding } from '../policy/binding.ts';
-import { AuthFailureLimiter, rateLimitHttpOutcome, retryAfterHeader } from '../policy/rate-limit.ts';
+import { AuthFailureLimiter, rateLimitHttpOutcome, retryAfterSeconds } from '../policy/rate-limit.ts';
 import {
   authContextOf,
   parseAuthContext,
@@ -487,7 +487,7 @@ export class GatewayHttpServer {
         429,
         ErrorCode.InvalidRequest,
         'Too many failed authentications from this address; retry later',
-        { 'retry-after': retryAfterHeader(blockedMs) },
+        { 'retry-after': String(retryAfterSeconds(blockedMs)) },
       );
     const auth = await this.#deps.authenticate(req, path);
     if (!auth.ok) {

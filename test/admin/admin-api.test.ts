@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { AdminAuthenticate, AdminAuthResult } from '../../src/admin/index.ts';
 import type { AuditEvent } from '../../src/audit/events.ts';
 import { definitionHash } from '../../src/guard/tools/canonical.ts';
-import { type Harness, raw, startAdmin } from './harness.ts';
+import { type CallOptions, callAdmin, type Harness, raw, startAdmin } from './harness.ts';
 
 const SERVER = 'mail';
 const v1 = {
@@ -55,28 +55,7 @@ afterEach(async () => {
   await h.close();
 });
 
-async function call(
-  method: string,
-  path: string,
-  opts: { token?: string; json?: unknown; headers?: Record<string, string>; body?: string } = {},
-): Promise<{ status: number; headers: Headers; json: Record<string, unknown>; text: string }> {
-  const headers: Record<string, string> = { ...opts.headers };
-  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
-  let body: string | undefined = opts.body;
-  if (opts.json !== undefined) {
-    headers['content-type'] ??= 'application/json';
-    body = JSON.stringify(opts.json);
-  }
-  const res = await fetch(`${h.url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
-  const text = await res.text();
-  let json: Record<string, unknown> = {};
-  try {
-    json = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    // not JSON
-  }
-  return { status: res.status, headers: res.headers, json, text };
-}
+const call = (method: string, path: string, opts: CallOptions = {}) => callAdmin(h.url, method, path, opts);
 
 const events = (type: AuditEvent['type']): AuditEvent[] => h.sink.events.filter((e) => e.type === type);
 

@@ -12,7 +12,7 @@ import { quarantineKey, ServerQuarantine } from '../../src/policy/quarantine.ts'
 import { StoreUnavailableError } from '../../src/store/errors.ts';
 import { openStore } from '../../src/store/open.ts';
 import type { Store } from '../../src/store/types.ts';
-import { clock, type Harness, startAdmin } from './harness.ts';
+import { type CallOptions, callAdmin, clock, type Harness, startAdmin } from './harness.ts';
 
 /** Tokens are names: `admin` has the role, `user` has not; anything else is unauthenticated. */
 const fakeAuth: AdminAuthenticate = async (req: IncomingMessage): Promise<AdminAuthResult> => {
@@ -46,26 +46,7 @@ afterEach(async () => {
   await store.close();
 });
 
-async function call(
-  method: string,
-  path: string,
-  opts: { token?: string; json?: unknown; headers?: Record<string, string>; body?: string } = {},
-): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
-  const headers: Record<string, string> = { ...opts.headers };
-  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
-  let body: string | undefined = opts.body;
-  if (opts.json !== undefined) {
-    headers['content-type'] ??= 'application/json';
-    body = JSON.stringify(opts.json);
-  }
-  const res = await fetch(`${h.url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
-  const text = await res.text();
-  return {
-    status: res.status,
-    headers: res.headers,
-    json: text ? (JSON.parse(text) as Record<string, unknown>) : {},
-  };
-}
+const call = (method: string, path: string, opts: CallOptions = {}) => callAdmin(h.url, method, path, opts);
 
 describe('admin API: server quarantine [C-IR-1]', () => {
   it('[C-IR-1] quarantines and releases a configured server, lists who, when and why, audited', async () => {

@@ -13,7 +13,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { AdminSessionInfo } from '../../src/admin/index.ts';
 import { MemorySink } from '../../src/audit/events.ts';
@@ -23,6 +22,7 @@ import { StoreUnavailableError } from '../../src/store/errors.ts';
 import type { Authenticator } from '../../src/transport/http-server.ts';
 import { type RecordingUpstream, startRecordingUpstream } from '../fixtures/recording-upstream.ts';
 import { rawPost, waitFor } from '../helpers/gateway.ts';
+import { deleteRedisPrefix } from '../helpers/redis.ts';
 import { databaseUrl, redisUrl, requireSystem } from '../helpers/system.ts';
 import { FakeSessions, startAdmin } from './harness.ts';
 
@@ -127,17 +127,7 @@ describe('admin API: sessions of every instance [C-IR-1]', { skip }, () => {
       }
     }
     if (!redisOpt.skip) {
-      const r = new Redis(redisUrl());
-      try {
-        let cursor = '0';
-        do {
-          const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-          cursor = next;
-          if (keys.length > 0) await r.del(...keys);
-        } while (cursor !== '0');
-      } finally {
-        r.disconnect();
-      }
+      await deleteRedisPrefix(redisUrl(), prefix);
     }
     rmSync(dir, { recursive: true, force: true });
   });

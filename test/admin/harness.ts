@@ -119,3 +119,36 @@ export function raw(
     req.end();
   });
 }
+
+/** Options of {@link callAdmin}. */
+export interface CallOptions {
+  token?: string;
+  json?: unknown;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/** One admin API request with an optional bearer token and JSON body; `json` is `{}` when not JSON. */
+export async function callAdmin(
+  base: string,
+  method: string,
+  path: string,
+  opts: CallOptions = {},
+): Promise<{ status: number; headers: Headers; json: Record<string, unknown>; text: string }> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
+  let body: string | undefined = opts.body;
+  if (opts.json !== undefined) {
+    headers['content-type'] ??= 'application/json';
+    body = JSON.stringify(opts.json);
+  }
+  const res = await fetch(`${base}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
+  const text = await res.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // not JSON
+  }
+  return { status: res.status, headers: res.headers, json, text };
+}

@@ -11,7 +11,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
 import { type AuditInput, MemorySink } from '../../src/audit/events.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { type RunningGateway, startGateway } from '../../src/gateway.ts';
@@ -29,6 +28,7 @@ import type { KeyValue, MessageHandler, PubSub } from '../../src/store/types.ts'
 import type { Authenticator } from '../../src/transport/http-server.ts';
 import { type RecordingUpstream, startRecordingUpstream } from '../fixtures/recording-upstream.ts';
 import { rawPost, waitFor } from '../helpers/gateway.ts';
+import { deleteRedisPrefix } from '../helpers/redis.ts';
 import { redisUrl, requireSystem } from '../helpers/system.ts';
 
 const VERSION = '2025-11-25';
@@ -476,17 +476,7 @@ describe('server quarantine on every instance [C-IR-1]', { skip: redisOpt.skip }
     await b?.close(100);
     await bad?.close();
     await good?.close();
-    const r = new Redis(redisUrl());
-    try {
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-        cursor = next;
-        if (keys.length > 0) await r.del(...keys);
-      } while (cursor !== '0');
-    } finally {
-      r.disconnect();
-    }
+    await deleteRedisPrefix(redisUrl(), prefix);
     rmSync(dir, { recursive: true, force: true });
   });
 

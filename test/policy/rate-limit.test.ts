@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
 import type { AuditInput } from '../../src/audit/events.ts';
 import type { JsonRpcErrorResponse, JsonRpcRequest, JsonRpcResponse } from '../../src/mcp/jsonrpc.ts';
 import { Pipeline } from '../../src/pipeline/chain.ts';
@@ -23,6 +22,7 @@ import {
 import { openRedisStore } from '../../src/store/redis.ts';
 import { openSqliteStore } from '../../src/store/sqlite.ts';
 import type { RateCounter, Store } from '../../src/store/types.ts';
+import { deleteRedisPrefix } from '../helpers/redis.ts';
 import { redisUrl, requireSystem } from '../helpers/system.ts';
 
 /** A clock the test moves by hand; starts at the beginning of a minute so windows are predictable. */
@@ -247,17 +247,7 @@ const prefix = `warden-test:rl:${process.pid}_${randomBytes(4).toString('hex')}:
 contract('Redis', redisOptions, (clock) => openRedisStore(redisUrl(), { prefix, clock }));
 after(async () => {
   if (redisOptions.skip) return;
-  const r = new Redis(redisUrl());
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) await r.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    r.disconnect();
-  }
+  await deleteRedisPrefix(redisUrl(), prefix);
 });
 
 describe('Rate limiter failure handling and rules (issue 5)', () => {

@@ -7,13 +7,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { BackendOptions } from '../../src/store/options.ts';
 import { openPostgresStore, type PostgresStore } from '../../src/store/postgres.ts';
 import { openRedisStore, type RedisStore } from '../../src/store/redis.ts';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite.ts';
 import type { Store } from '../../src/store/types.ts';
+import { deleteRedisPrefix } from '../helpers/redis.ts';
 import { databaseUrl, redisUrl, requireSystem } from '../helpers/system.ts';
 
 /** One backend under test. */
@@ -101,17 +101,7 @@ export async function redisHarness(): Promise<Harness> {
     },
     async cleanup() {
       if (options.skip) return;
-      const r = new Redis(url);
-      try {
-        let cursor = '0';
-        do {
-          const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-          cursor = next;
-          if (keys.length > 0) await r.del(...keys);
-        } while (cursor !== '0');
-      } finally {
-        r.disconnect();
-      }
+      await deleteRedisPrefix(url, prefix);
     },
   };
 }

@@ -9,6 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuditEmitter } from '../../audit/events.ts';
+import { Keyring } from '../../secrets/envelope.ts';
 import { StoreUnavailableError } from '../../store/errors.ts';
 import type { JsonValue, Store } from '../../store/types.ts';
 import { handleAuthorize } from './authorize.ts';
@@ -126,7 +127,7 @@ async function cookieSecret(
       doc !== undefined &&
       value !== undefined &&
       seal !== undefined &&
-      (plainOnDisk || (doc.value as { enc: string }).enc.split('.')[1] !== seal.currentKid);
+      (plainOnDisk || Keyring.kidOf((doc.value as { enc: string }).enc) !== seal.currentKid);
     if (value !== undefined && !resealNeeded) return Buffer.from(value, 'base64url');
     // Create one, or seal the one found (plain, or sealed with an older data key), replacing
     // exactly the version read: another instance doing the same at the same time wins or loses

@@ -8,6 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, importJWK, type JWK, jwtVerify, SignJWT } from 'jose';
+import { Keyring } from '../../secrets/envelope.ts';
 import type { DocumentStore, JsonValue } from '../../store/types.ts';
 
 /** A JSON Web Key Set (public keys only). */
@@ -48,8 +49,6 @@ interface LoadedKey {
 
 const sealContext = (kid: string) => `as_keys|${kid}`;
 
-/** The envelope's data-key id (`v1.<kid>.…`), or undefined when malformed. */
-const envelopeKid = (env: string): string | undefined => env.split('.')[1];
 
 const COLLECTION = 'as_keys';
 
@@ -131,7 +130,7 @@ export function createKeyRing(opts: {
             k.privateJwk = JSON.parse(
               seal.decrypt(st.privateEnc, sealContext(st.kid)).toString('utf8'),
             ) as JWK;
-            reseal = envelopeKid(st.privateEnc) !== seal.currentKid;
+            reseal = Keyring.kidOf(st.privateEnc) !== seal.currentKid;
           } catch (err) {
             opts.onUnreadableKey?.(st.kid, (err as Error).message);
           }
