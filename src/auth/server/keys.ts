@@ -49,7 +49,6 @@ interface LoadedKey {
 
 const sealContext = (kid: string) => `as_keys|${kid}`;
 
-
 const COLLECTION = 'as_keys';
 
 /** Claims the AS puts into an access token. */
